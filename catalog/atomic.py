@@ -1,0 +1,82 @@
+"""Atomic writes: write into ``LAKE/tmp``, then rename into place.
+
+A reader never sees a half-written file or folder: files are replaced with
+:func:`os.replace`; folders are written under a new, content-addressed name and the
+catalog is switched to them in one SQLite transaction (see :mod:`.store`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["staging_path", "publish_dir", "write_parquet_atomic", "remove_tree_quietly"]
+
+
+@contextlib.contextmanager
+def staging_path(tmp_root: Path, *, suffix: str = "") -> Iterator[Path]:
+    """Yield a fresh path under ``tmp_root``; remove it afterwards if it is still there.
+
+    Parameters
+    ----------
+    tmp_root
+        The lake's staging folder (same file system as the destination).
+    suffix
+        Appended to the generated name, e.g. ``".zarr"``.
+    """
+    tmp_root.mkdir(parents=True, exist_ok=True)
+    path = tmp_root / f"{uuid.uuid4().hex}{suffix}"
+    try:
+        yield path
+    finally:
+        remove_tree_quietly(path)
+
+
+def publish_dir(staged: Path, final: Path) -> None:
+    """Move a fully written folder to ``final``, replacing an older one if present.
+
+    The old folder is first renamed aside, so at every moment ``final`` is either the
+    complete old or the complete new folder (never a mix), and it is deleted only after
+    the new one is in place.
+    """
+    final.parent.mkdir(parents=True, exist_ok=True)
+    aside = None
+    if final.exists():
+        aside = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
+        os.replace(final, aside)
+    try:
+        os.replace(staged, final)
+    except BaseException:
+        if aside is not None:
+            os.replace(aside, final)
+        raise
+    if aside is not None:
+        remove_tree_quietly(aside)
+
+
+def write_parquet_atomic(table: pa.Table, final: Path, *, tmp_root: Path) -> None:
+    """Write ``table`` to ``final`` as Parquet via a temporary file and :func:`os.replace`."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with staging_path(tmp_root, suffix=".parquet") as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, final)
+    logger.debug("wrote %s (%d rows)", final, table.num_rows)
+
+
+def remove_tree_quietly(path: Path) -> None:
+    """Remove a file or folder if it exists; ignore errors (used for clean-up only)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()

@@ -1,0 +1,5 @@
+"""The ``cellsift`` command-line interface (typer)."""
+
+from .app import app, main
+
+__all__ = ["app", "main"]

@@ -1,0 +1,322 @@
+"""The ``cellsift`` command: a thin typer layer over the library.
+
+Library errors (:class:`cellsift.schemas.CellsiftError`) become one readable line on
+stderr and exit code 1; nothing here computes anything itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from cellsift.schemas.errors import CellsiftError
+
+logger = logging.getLogger("cellsift.cli")
+
+app = typer.Typer(
+    name="cellsift",
+    help="Curate miniscope cell candidates at cohort scale: simulate, ingest, run, query.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+LakeOption = Annotated[
+    Path, typer.Option("--lake", "-l", help="Lake folder (created by 'cellsift ingest').")
+]
+VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Log debug messages.")]
+
+
+class Codec(str, Enum):
+    ffv1 = "ffv1"
+    gray = "gray"
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
+    for noisy in ("distributed", "bokeh", "tornado", "numcodecs", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.ERROR)
+
+
+def _fail(exc: CellsiftError) -> typer.Exit:
+    typer.echo(f"error: {exc.one_line()}", err=True)
+    return typer.Exit(code=1)
+
+
+def _echo(text: str) -> None:
+    typer.echo(text)
+
+
+@app.command()
+def simulate(
+    out: Annotated[Path, typer.Argument(help="Folder to write the simulated cohort into.")],
+    animals: Annotated[int, typer.Option(min=1, help="Number of animals.")] = 3,
+    stages: Annotated[
+        str, typer.Option(help="Comma-separated stages, one session (day) each.")
+    ] = "conditioning,safety,extinction",
+    frames: Annotated[int, typer.Option(min=50, help="Frames per session.")] = 2000,
+    fps: Annotated[float, typer.Option(min=1.0, help="Frame rate (Hz).")] = 20.0,
+    height: Annotated[int, typer.Option(min=32, help="Frame height (px).")] = 160,
+    width: Annotated[int, typer.Option(min=32, help="Frame width (px).")] = 160,
+    density: Annotated[
+        float | None, typer.Option(help="True neurons per 10,000 px (default: simulator's).")
+    ] = None,
+    noise: Annotated[float, typer.Option(min=0.0, help="Scale of shot and read noise.")] = 1.0,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same cohort).")] = 0,
+    cohort: Annotated[str, typer.Option(help="Cohort name.")] = "demo",
+    codec: Annotated[Codec, typer.Option(help="AVI codec of the Miniscope chunks.")] = Codec.ffv1,
+    verbose: VerboseOption = False,
+) -> None:
+    """Write a simulated miniscope cohort (videos, CNMF-E results, labels, events)."""
+    _setup_logging(verbose)
+    from cellsift.pipeline.simulate import SimulationConfig, simulate_cohort
+
+    options: dict[str, Any] = dict(
+        n_animals=animals,
+        stages=tuple(s.strip() for s in stages.split(",") if s.strip()),
+        n_frames=frames,
+        fps=fps,
+        height=height,
+        width=width,
+        noise_scale=noise,
+        seed=seed,
+        cohort=cohort,
+        video_codec=codec.value,
+    )
+    if density is not None:
+        options["cell_density"] = density
+    try:
+        manifest = simulate_cohort(out, SimulationConfig(**options), progress=_echo)
+    except CellsiftError as exc:
+        raise _fail(exc) from None
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=1) from None
+    _echo(f"simulated cohort written: {manifest}")
+
+
+@app.command()
+def ingest(
+    source: Annotated[
+        Path, typer.Argument(help="Cohort manifest (CSV or YAML) or a folder laid out as the demo.")
+    ],
+    lake: LakeOption,
+    chunk_frames: Annotated[int, typer.Option(min=1, help="Frames per movie chunk in zarr.")] = 100,
+    verbose: VerboseOption = False,
+) -> None:
+    """Ingest a cohort into the lake; unchanged sessions are skipped, bad ones reported."""
+    _setup_logging(verbose)
+    from cellsift.pipeline.ingest import IngestOptions, ingest_cohort
+
+    def report(result: Any) -> None:
+        where = f"{result.cohort}/{result.animal}/{result.session}"
+        if result.status == "failed":
+            typer.echo(f"  FAILED    {where}: {result.error}", err=True)
+        else:
+            _echo(f"  {result.status:<9} {where} ({result.n_frames} frames, {result.n_units} units)")
+
+    try:
+        results = ingest_cohort(
+            source, lake, options=IngestOptions(chunk_frames=chunk_frames), progress=report
+        )
+    except CellsiftError as exc:
+        raise _fail(exc) from None
+    n_failed = sum(r.status == "failed" for r in results)
+    counts = {s: sum(r.status == s for r in results) for s in ("ingested", "unchanged", "failed")}
+    _echo(
+        f"ingest done: {counts['ingested']} ingested, {counts['unchanged']} unchanged, "
+        f"{counts['failed']} failed -> lake {lake}"
+    )
+    if n_failed and n_failed == len(results):
+        raise typer.Exit(code=1)
+
+
+def _start_client(
+    scheduler: str | None, workers: int, threads: int, memory_limit: str, dashboard_port: int
+) -> tuple[Any, Any]:
+    from distributed import Client, LocalCluster
+
+    if scheduler:
+        try:
+            if scheduler.endswith(".json") and Path(scheduler).exists():
+                return Client(scheduler_file=scheduler, timeout="30s"), None
+            return Client(scheduler, timeout="30s"), None
+        except OSError as exc:
+            raise CellsiftError(
+                f"cannot connect to the Dask scheduler ({exc})",
+                field="--scheduler",
+                fix="check the address (tcp://HOST:PORT) or the scheduler file, and that the scheduler runs",
+            ) from None
+    cluster = LocalCluster(
+        n_workers=workers,
+        threads_per_worker=threads,
+        processes=True,
+        memory_limit=memory_limit,
+        dashboard_address=f":{dashboard_port}",
+    )
+    return Client(cluster), cluster
+
+
+@app.command()
+def run(
+    lake: LakeOption,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(help="Address (tcp://host:port) or scheduler file of an existing Dask cluster."),
+    ] = None,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Workers of the local cluster (ignored with --scheduler).")
+    ] = min(4, os.cpu_count() or 1),
+    threads_per_worker: Annotated[int, typer.Option(min=1)] = 1,
+    memory_limit: Annotated[str, typer.Option(help="Memory limit per local worker.")] = "auto",
+    dashboard_port: Annotated[int, typer.Option(help="Dashboard port (0: any free port).")] = 8787,
+    k_peaks: Annotated[int, typer.Option(min=1, help="Clips per cell (strongest peaks).")] = 5,
+    clip_before: Annotated[int, typer.Option(min=0, help="Frames before the peak.")] = 10,
+    clip_after: Annotated[int, typer.Option(min=0, help="Frames after the peak.")] = 10,
+    crop_px: Annotated[int, typer.Option(min=8, help="Side of the square crop (px).")] = 32,
+    overlap_threshold: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Flag cells whose footprint overlap exceeds this.")
+    ] = 0.5,
+    force: Annotated[bool, typer.Option(help="Recompute sessions that are up to date.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show a terminal progress bar.")] = True,
+    verbose: VerboseOption = False,
+) -> None:
+    """Run the pipeline over every ingested session and write the cells and sessions tables."""
+    _setup_logging(verbose)
+    from cellsift.pipeline.clips import ClipParams
+    from cellsift.pipeline.overlap import OverlapParams
+    from cellsift.pipeline.run import PipelineParams, run_pipeline
+    from cellsift.pipeline.transients import TransientParams
+
+    params = PipelineParams(
+        transients=TransientParams(k_peaks=k_peaks),
+        clips=ClipParams(n_before=clip_before, n_after=clip_after, crop_px=crop_px),
+        overlap=OverlapParams(flag_above=overlap_threshold),
+    )
+    client = cluster = None
+    try:
+        from cellsift.catalog import Catalog
+
+        Catalog(lake)  # fail fast, before starting a cluster, if there is no lake
+        client, cluster = _start_client(
+            scheduler, workers, threads_per_worker, memory_limit, dashboard_port
+        )
+        _echo(f"Dask dashboard: {client.dashboard_link}")
+
+        def show_progress(futures: Any) -> None:
+            if progress:
+                from distributed import progress as dask_progress
+
+                dask_progress(futures)
+                _echo("")
+
+        summary = run_pipeline(lake, client=client, params=params, force=force, progress=show_progress)
+    except CellsiftError as exc:
+        raise _fail(exc) from None
+    finally:
+        if client is not None:
+            client.close()
+        if cluster is not None:
+            cluster.close()
+    for o in summary.outcomes:
+        if o.status == "failed":
+            typer.echo(f"  FAILED    {o.cohort}/{o.animal}/{o.session}: {o.error}", err=True)
+    _echo(
+        f"run {summary.run_id}: {summary.count('processed')} processed, "
+        f"{summary.count('skipped')} up to date, {summary.count('failed')} failed"
+    )
+    _echo(f"tables: {Path(lake) / 'tables'}  (provenance: {summary.record_path})")
+    if summary.n_failed:
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def query(
+    sql: Annotated[str, typer.Argument(help="SQL over the views cells, sessions, labels, catalog.")],
+    lake: LakeOption,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Save the result as .csv or .parquet.")
+    ] = None,
+    max_rows: Annotated[int, typer.Option(help="Rows to print.")] = 40,
+) -> None:
+    """Run DuckDB SQL over the lake's tables and print (or save) the result."""
+    import pandas as pd
+
+    from cellsift.catalog.lake import open_lake
+
+    try:
+        if output is not None and output.suffix.lower() not in {".csv", ".parquet"}:
+            raise CellsiftError(
+                "unknown output type", path=output, field="--output", fix="end the name in .csv or .parquet"
+            )
+        frame = open_lake(lake).sql(sql)
+    except CellsiftError as exc:
+        raise _fail(exc) from None
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        if output.suffix.lower() == ".csv":
+            frame.to_csv(output, index=False)
+        else:
+            frame.to_parquet(output, index=False)
+        _echo(f"{len(frame)} rows written to {output}")
+        return
+    with pd.option_context("display.max_rows", max_rows, "display.max_columns", 50, "display.width", 200):
+        _echo(frame.to_string(max_rows=max_rows, index=False))
+    _echo(f"({len(frame)} rows)")
+
+
+@app.command("catalog")
+def show_catalog(lake: LakeOption) -> None:
+    """List the sessions the lake's catalog knows, with status and errors."""
+    from cellsift.catalog import Catalog
+
+    try:
+        frame = Catalog(lake).to_frame()
+    except CellsiftError as exc:
+        raise _fail(exc) from None
+    cols = ["cohort", "animal", "session", "stage", "day", "n_frames", "n_units", "status", "error"]
+    _echo(frame[cols].to_string(index=False) if len(frame) else "(empty catalog)")
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Argument(help="Folder for the demo: OUT/raw and OUT/lake.")] = Path("demo"),
+    workers: Annotated[int, typer.Option(min=1)] = min(4, os.cpu_count() or 1),
+    dashboard_port: Annotated[int, typer.Option()] = 8787,
+    verbose: VerboseOption = False,
+) -> None:
+    """Simulate the demo cohort, ingest it and run the pipeline: the whole path in one command."""
+    raw, lake = out / "raw", out / "lake"
+    if not (raw / "cohort.csv").exists():
+        simulate(raw, verbose=verbose)
+    else:
+        _echo(f"using the simulated cohort in {raw}")
+    ingest(raw, lake, verbose=verbose)
+    run(lake, workers=workers, dashboard_port=dashboard_port, verbose=verbose)
+    _echo("")
+    _echo("try:")
+    _echo(
+        f"  cellsift query --lake {lake} \"SELECT animal, stage, count(*) AS cells, "
+        "sum(overlap_flag::INT) AS overlapping FROM cells GROUP BY ALL ORDER BY ALL\""
+    )
+    _echo(f"  python -c \"import cellsift; print(cellsift.open_lake('{lake}').cells.head())\"")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
