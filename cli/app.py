@@ -38,14 +38,23 @@ class Codec(str, Enum):
     gray = "gray"
 
 
+_NOISY_LOGGERS = ("distributed", "bokeh", "tornado", "numcodecs", "asyncio")
+
+
 def _setup_logging(verbose: bool) -> None:
+    """Warnings (or everything with ``--verbose``) to stderr; progress is echoed separately."""
     logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
+        level=logging.DEBUG if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
         force=True,
     )
-    for noisy in ("distributed", "bokeh", "tornado", "numcodecs", "asyncio"):
+    _quiet_dask(verbose)
+
+
+def _quiet_dask(verbose: bool) -> None:
+    # distributed sets its own logger levels when imported, so call this again after import
+    for noisy in _NOISY_LOGGERS:
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.ERROR)
 
 
@@ -147,6 +156,7 @@ def _start_client(
 ) -> tuple[Any, Any]:
     from distributed import Client, LocalCluster
 
+    _quiet_dask(logging.getLogger().level <= logging.DEBUG)
     if scheduler:
         try:
             if scheduler.endswith(".json") and Path(scheduler).exists():

@@ -33,12 +33,13 @@ import pyarrow.parquet as pq
 
 from cellsift.catalog.atomic import publish_dir, remove_tree_quietly, write_parquet_atomic
 from cellsift.catalog.layout import LakeLayout
+from cellsift.catalog.lock import run_lock
 from cellsift.catalog.store import STATUS_INGESTED, Catalog, SessionRecord
 from cellsift.schemas.errors import CellsiftError, LakeError
 from cellsift.schemas.tables import CELLS_SCHEMA, FEATURE_COLUMNS, SESSIONS_SCHEMA
 
 from .clips import ClipParams, crop_footprints, crop_neighbour_masks, extract_clips
-from .features import spatial_features
+from .features import SpatialParams, spatial_features
 from .footprints import binarize, centroids, footprints_to_sparse, shape_features
 from .overlap import OverlapParams, OverlapResult, compute_overlap, neighbour_trace_corr
 from .provenance import (
@@ -302,9 +303,9 @@ def _clips_task(
     out = zarr.open_group(store, mode="r+")
     if "movie" in group:
         requests = [(int(u - start), peak_frames[u - start][peak_frames[u - start] >= 0]) for u in units]
-        clips, valid = extract_clips(group["movie"], requests, cents, params=params.clips)
+        clips, valid = extract_clips(group["movie"], requests, cents, params=params.clips, k_peaks=k)
         out["clips"][start:stop] = clips.astype(out["clips"].dtype, copy=False)
-        feats = spatial_features(clips, valid, fp_crops)
+        feats = spatial_features(clips, valid, fp_crops, params=SpatialParams(n_before=params.clips.n_before))
     else:
         valid = np.zeros((len(units), k), dtype=bool)
         feats = {}
@@ -386,12 +387,21 @@ def _finalize_task(
     missing = [c for c in FEATURE_COLUMNS if c not in cols]
     if missing:
         raise LakeError(f"pipeline produced no column(s) {missing}", fix="report this as a bug")
-    cells = pa.Table.from_pydict({name: cols[name] for name in CELLS_SCHEMA.names}, schema=CELLS_SCHEMA)
+    cells = pa.Table.from_pydict(
+        {name: cols.get(name, [None] * n_units) for name in CELLS_SCHEMA.names}, schema=CELLS_SCHEMA
+    )
 
     params_hash = params.params_hash()
     clips_final = layout.clips_dir(rec.cohort, rec.animal, rec.session) / (
         f"{params_hash}-{rec.input_hash[:12]}.zarr"
     )
+    import zarr
+
+    import warnings
+
+    with warnings.catch_warnings():  # consolidated metadata is a zarr-python extension in v3
+        warnings.simplefilter("ignore", category=UserWarning)
+        zarr.consolidate_metadata(store)
     publish_dir(Path(store), clips_final)
     for sibling in clips_final.parent.glob("*.zarr"):
         if sibling != clips_final:
@@ -510,6 +520,24 @@ def run_pipeline(
     layout = catalog.layout
     layout.ensure()
     run_id = new_run_id()
+    with run_lock(layout.root, run_id=run_id):
+        for stale in layout.tmp.glob("clips-*"):
+            # staging left by a killed run; the lock guarantees no run is using it
+            remove_tree_quietly(stale)
+        return _run_locked(catalog, client=client, params=params, force=force, run_id=run_id,
+                           progress=progress)
+
+
+def _run_locked(
+    catalog: Catalog,
+    *,
+    client: Any,
+    params: PipelineParams,
+    force: bool,
+    run_id: str,
+    progress: Callable[[Sequence[Any]], None] | None,
+) -> RunSummary:
+    layout = catalog.layout
     todo, done = plan_run(catalog, params, force=force)
     started_at = utc_now()
     record: dict[str, Any] = {

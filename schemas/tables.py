@@ -82,6 +82,13 @@ CELLS_SCHEMA: Final = _with_meta(
         pa.field("overlap_flag", pa.bool_()),  # max_overlap_frac > threshold (default 0.5)
         pa.field("n_clips", pa.int32()),
         pa.field("peak_frames", pa.list_(pa.int64())),  # peak frame of each stored clip
+        # classification (null when no model was applied)
+        pa.field("p_good", pa.float64()),  # calibrated probability that the cell is real
+        pa.field("label", pa.string()),  # "good" | "bad"
+        pa.field("reason", pa.string()),  # most likely artifact reason for "bad" cells
+        pa.field("model_id", pa.string()),
+        pa.field("ood_score", pa.float64()),  # distance from the model's training data
+        pa.field("ood_flag", pa.bool_()),  # true when the model is out of its depth
         pa.field("pipeline_version", pa.string()),
         pa.field("run_id", pa.string()),
     ],
