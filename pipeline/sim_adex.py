@@ -17,7 +17,7 @@ Units throughout: mV, ms, nS, pA and pF (so pA / pF = mV / ms and nS * mV = pA).
 
 Integration is forward Euler at ``dt_ms`` (0.5 ms by default), vectorised across
 *traces* with numpy. To keep a 100 s session fast, :func:`simulate_spike_counts`
-cuts each neuron's recording into short segments (5 s by default), each preceded
+cuts each neuron's recording into short segments (2.5 s by default), each preceded
 by a discarded warm-up (0.5 s, much longer than any time constant of the model)
 and simulates all (neuron, segment) pairs side by side; the Python loop then
 runs over one segment's steps only.
@@ -368,7 +368,7 @@ def simulate_spike_counts(
     rng: np.random.Generator,
     dt_ms: float = 0.5,
     input_dt_ms: float = 5.0,
-    segment_s: float = 5.0,
+    segment_s: float = 2.5,
     warmup_s: float = 0.5,
     max_traces_per_batch: int = 4096,
 ) -> np.ndarray:

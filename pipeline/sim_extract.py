@@ -197,14 +197,38 @@ def _overlap_frac(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _perturb(img: np.ndarray, rng: np.random.Generator, shape: tuple[int, int], *, noise: float = 0.08) -> np.ndarray:
-    """A CNMF-E-ish estimate of a footprint: multiplicative noise, trimmed, unit norm."""
-    out = img.reshape(shape).astype(np.float64)
-    if out.max() <= 0:
+    """A CNMF-E-ish estimate of a footprint: multiplicative noise, trimmed, unit norm.
+
+    Parameters
+    ----------
+    img
+        True spatial profile, row-major ``(n_pixels,)`` (any scale, non-negative).
+    rng
+        Random generator.
+    shape
+        ``(height, width)``.
+    noise
+        SD of the multiplicative log-normal pixel noise.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n_pixels,)`` float64 with unit L2 norm (all zero if ``img`` is zero).
+    """
+    full = img.reshape(shape).astype(np.float64)
+    out = np.zeros(shape)
+    peak = float(full.max()) if full.size else 0.0
+    if peak <= 0:
         return out.ravel()
-    mask = out > 0.02 * out.max()
-    out = out * np.exp(noise * rng.standard_normal(shape))
-    out += 0.015 * out.max() * np.abs(rng.standard_normal(shape)) * ndimage.binary_dilation(mask)
-    out[out < SUPPORT_FRAC * out.max()] = 0.0
+    ys, xs = np.nonzero(full > 0.02 * peak)
+    y0, y1 = max(0, ys.min() - 2), min(shape[0], ys.max() + 3)
+    x0, x1 = max(0, xs.min() - 2), min(shape[1], xs.max() + 3)
+    box = full[y0:y1, x0:x1]
+    mask = box > 0.02 * peak
+    box = box * np.exp(noise * rng.standard_normal(box.shape))
+    box += 0.015 * peak * np.abs(rng.standard_normal(box.shape)) * ndimage.binary_dilation(mask)
+    box[box < SUPPORT_FRAC * box.max()] = 0.0
+    out[y0:y1, x0:x1] = box
     out = out.ravel()
     return out / (np.linalg.norm(out) + 1e-12)
 
@@ -217,7 +241,9 @@ def _render_blob(blob: Blob, h: int, w: int) -> np.ndarray:
     return img.ravel()
 
 
-def _kernel_matrix(taus: list[tuple[float, float]], fps: float, n_frames: int, nfft: int) -> tuple[np.ndarray, np.ndarray]:
+def _kernel_matrix(
+    taus: list[tuple[float, float]], fps: float, n_frames: int, nfft: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Peak-normalised calcium kernels ``(K, L)`` and their rfft ``(K, nfft//2+1)``."""
     length = min(n_frames, max(8, int(max(t[1] for t in taus) * fps * 8)))
     k = np.arange(length)
@@ -457,7 +483,8 @@ def extract_units(
             kind, tc, src = "silent_cell", j, j
         elif pop.spots and rng.random() < 0.7:
             blob, _ = pop.spots[int(rng.integers(len(pop.spots)))]
-            b2 = Blob(blob.cy + scene.fov_offset[0] + rng.normal(0, 0.5), blob.cx + scene.fov_offset[1] + rng.normal(0, 0.5),
+            b2 = Blob(blob.cy + scene.fov_offset[0] + rng.normal(0, 0.5),
+                      blob.cx + scene.fov_offset[1] + rng.normal(0, 0.5),
                       blob.sigma_major, blob.sigma_minor, blob.angle, blob.irregularity, blob.shape_seed)
             fp = _perturb(_render_blob(b2, h, w) * tv, rng, shape)
             kind, tc, src = "ghost", None, None
@@ -468,7 +495,7 @@ def extract_units(
         tr = kernel_like(src)
         arts.append(Unit(kind=kind, label="bad", reason="no_transients", footprint=fp,
                          mixing=crosstalk(fp, (0.05, 0.3)),
-                         bg_weight=float(rng.uniform(0.1, 0.4)), motion_weight=float(rng.uniform(0.3, 1.0)),
+                         bg_weight=float(rng.uniform(0.03, 0.2)), motion_weight=float(rng.uniform(0.2, 0.8)),
                          noise_factor=float(rng.uniform(1.0, 1.3)), tau_rise_s=tr[0], tau_decay_s=tr[1],
                          true_cell=tc, source_cell=src))
 
@@ -523,7 +550,8 @@ def extract_units(
                 y, x = cy[j] + 1.1 * rad[j] * math.sin(ang), cx[j] + 1.1 * rad[j] * math.cos(ang)
             img = np.zeros(n_px)
             for _k in range(int(rng.integers(3, 6))):
-                lobe = Blob(y + rng.normal(0, 3.5), x + rng.normal(0, 3.5), rng.uniform(1.2, 2.8), rng.uniform(0.7, 1.5),
+                lobe = Blob(y + rng.normal(0, 3.5), x + rng.normal(0, 3.5),
+                            rng.uniform(1.2, 2.8), rng.uniform(0.7, 1.5),
                             rng.uniform(0, math.pi), 0.3, int(rng.integers(0, 2**31 - 1)))
                 img = np.maximum(img, _render_blob(lobe, h, w) * rng.uniform(0.5, 1.0))
             fp = _perturb(img * tv, rng, shape, noise=0.2)
@@ -546,7 +574,8 @@ def extract_units(
                 y, x = cy[j] + dist * math.sin(ang), cx[j] + dist * math.cos(ang)
                 if not (1 <= y <= h - 2 and 1 <= x <= w - 2):
                     continue
-                others = np.hypot(cy[: pop.n_in_focus] - y, cx[: pop.n_in_focus] - x) / (rad[: pop.n_in_focus] + d_new / 2)
+                nf = pop.n_in_focus
+                others = np.hypot(cy[:nf] - y, cx[:nf] - x) / (rad[:nf] + d_new / 2)
                 others[j] = np.inf
                 if others.min() < 0.8:
                     continue
@@ -583,7 +612,8 @@ def extract_units(
             sh = rng.uniform(1.0, 3.0)
             ang = rng.uniform(0, 2 * math.pi)
             sc_ = rng.uniform(0.8, 1.2)
-            b2 = Blob(cy[j] + sh * math.sin(ang), cx[j] + sh * math.cos(ang), nb.sigma_major * sc_, nb.sigma_minor * sc_,
+            b2 = Blob(cy[j] + sh * math.sin(ang), cx[j] + sh * math.cos(ang),
+                      nb.sigma_major * sc_, nb.sigma_minor * sc_,
                       nb.angle + rng.normal(0, 0.3), nb.irregularity, int(rng.integers(0, 2**31 - 1)))
             img = _render_blob(b2, h, w)
             if _overlap_frac(img.reshape(shape), ej.reshape(shape)) > 0.55:
@@ -627,7 +657,7 @@ def extract_units(
         fp = _perturb(img * tv, rng, shape, noise=0.15)
         arts.append(Unit(kind="background", label="bad", reason="background", footprint=fp,
                          mixing=crosstalk(fp, (0.05, 0.35)),
-                         bg_weight=float(rng.uniform(0.3, 0.9)), motion_weight=float(rng.uniform(0.2, 0.6)),
+                         bg_weight=float(rng.uniform(0.15, 0.5)), motion_weight=float(rng.uniform(0.2, 0.6)),
                          noise_factor=float(rng.uniform(0.9, 1.2)),
                          tau_rise_s=float(rng.uniform(0.08, 0.2)), tau_decay_s=float(rng.uniform(0.8, 2.0))))
 

@@ -40,6 +40,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
 from multiprocessing import current_process, get_all_start_methods, get_context
 from multiprocessing.context import BaseContext
 from pathlib import Path
@@ -258,7 +259,15 @@ def _simulate_session(task: _SessionTask) -> dict[str, Any]:
         return _simulate_session_inner(task)
 
 
+def _start_time(task: _SessionTask) -> dict[str, int]:
+    """A plausible, deterministic ``recordingStartTime``: one session a day from 4 March 2024."""
+    start = datetime(2024, 3, 4, 9) + timedelta(days=task.day - 1, hours=int(task.animal[1:]) % 9)
+    return {"year": start.year, "month": start.month, "day": start.day, "hour": start.hour,
+            "minute": 0, "second": 0, "msec": 0}
+
+
 def _simulate_session_inner(task: _SessionTask) -> dict[str, Any]:
+    """Body of :func:`_simulate_session`."""
     t0 = time.perf_counter()
     cfg = task.config
     pop = task.population
@@ -296,8 +305,7 @@ def _simulate_session_inner(task: _SessionTask) -> dict[str, Any]:
         frames_per_file=FRAMES_PER_FILE,
         led_power=int(r_misc.integers(8, 25)),
         ewl=int(r_misc.integers(0, 60)),
-        start_time={"year": 2024, "month": 3, "day": 3 + task.day, "hour": 10 + int(task.animal[1:]) % 8,
-                    "minute": 0, "second": 0, "msec": 0},
+        start_time=_start_time(task),
     )
     images = stats.results()
 
