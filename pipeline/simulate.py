@@ -15,6 +15,7 @@ artifacts CNMF-E produces), the behaviour events and the curation labels::
         cnmfe_results.mat              struct 'results' (A sparse, C, C_raw, S, ids, ...)
         labels.csv                     unit_id,label,reason
         events.csv                     event,onset_s,offset_s
+        freezing.csv                   frame,time_s,freezing (per-frame freezing, 0/1)
         truth.json                     simulator truth (not for models)
 
 Modules: :mod:`~cellsift.pipeline.sim_adex` (AdEx neurons),
@@ -47,7 +48,9 @@ from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
+import pandas as pd
 
+from .sim_behaviour import simulate_freezing, write_freezing_csv
 from .sim_extract import Extraction, extract_units
 from .sim_activity import make_protocol, simulate_activity
 from .sim_movie import ProjectionStats, build_scene, render_movie
@@ -333,6 +336,12 @@ def _simulate_session_inner(task: _SessionTask) -> dict[str, Any]:
         EVENTS_HEADER,
         [(n, f"{a:.3f}", f"{b:.3f}") for n, a, b in zip(protocol.names, protocol.onset_s, protocol.offset_s)],
     )
+
+    events = pd.DataFrame(
+        {"event": list(protocol.names), "onset_s": protocol.onset_s, "offset_s": protocol.offset_s}
+    )
+    freezing = simulate_freezing(events, n_frames=cfg.n_frames, fps=cfg.fps, stage=task.stage, rng=r_misc)
+    write_freezing_csv(folder / "freezing.csv", freezing, cfg.fps)
 
     shape = (cfg.height, cfg.width)
     n_spk = activity.spikes.sum(axis=1)
