@@ -2,25 +2,43 @@
 
 For every session of a manifest (see :mod:`cellsift.pipeline.manifest`):
 
-1. hash the inputs (SHA-256 of every file's content plus the ingest options that change
-   the output); a session whose hash, catalog status and store are unchanged is skipped;
-2. open the video (headers only) and read the extraction; check that they agree
-   (frame size, frame count, units) and that values are finite;
+1. hash the inputs (SHA-256 of every file's content plus the manifest values and ingest
+   options that change the output); a session whose hash, catalog status and store are
+   unchanged is skipped;
+2. read the extraction (any format of :mod:`cellsift.pipeline.readers`) and open the
+   video (headers only; the manifest's ``video``, else the extraction's own video, else
+   none); check that they agree: frame size and pixel count, frame count (an exact
+   integer ratio is a temporal downsampling, accepted only when the manifest declares
+   ``temporal_downsample``), labels against unit ids;
 3. write ``LAKE/tmp/<uuid>.zarr``: traces and coordinates at once, then the movie
    streamed block by block (``decode_block_frames`` frames in memory at a time) and the
-   footprints 32 units at a time, the max projection computed on the way;
+   footprints 32 units at a time, the max projection computed on the way; while the
+   movie streams, the frames at the strongest cells' peaks are kept and the footprints'
+   orientation is checked against them (transposed or row/column-major mix-ups);
 4. check the store reads back as a valid session dataset, move it to
    ``LAKE/sessions/<cohort>/<animal>/<session>/<input_hash[:16]>.zarr``, write the
    labels table, switch the catalog row to it (the atomic switch) and remove older
    versions.
 
+Temporal downsampling (``temporal_downsample: N``) is stored at the *shorter* rate, so
+every stored movie frame has a trace sample and the pipeline needs no change:
+
+* traces N times longer than the video (the video holds every N-th frame, as in the
+  Minian demo): ``C`` and ``C_raw`` are sampled at the video's frames (``C[:, ::N]``) and
+  ``S`` is summed over each N-frame block (spikes are counts);
+* a video N times longer than the traces (CNMF-E ``tsub``: traces of N-frame averages):
+  the movie is stored as N-frame averages (rounded to its dtype).
+
+The session's ``fps`` is then the stored rate (the full rate / N) and ``time_s`` the
+stored frames' times (the video's timestamps, averaged per block for an averaged movie).
+
 A session that fails is recorded in the catalog as ``failed`` unless a good version of
-it is already in the lake, which is then left exactly as it was.
+it is already in the lake, which is then left exactly as it was (no file changes).
 """
 
 from __future__ import annotations
 
-import csv
+import dataclasses
 import hashlib
 import json
 import logging
@@ -49,7 +67,26 @@ from cellsift.schemas.errors import CellsiftError, InputFormatError
 from cellsift.schemas.tables import LABELS_SCHEMA
 
 from .manifest import SessionSpec, check_spec_files, read_manifest
-from .readers import Extraction, VideoReader, open_extraction, open_video, video_files
+from .readers import (
+    Extraction,
+    FrameAlignment,
+    PeakFrameCheck,
+    UnitLabels,
+    VideoReader,
+    check_frame_size,
+    check_orientation,
+    detect_extraction_format,
+    frame_alignment,
+    image_orientation_scores,
+    list_extraction_files,
+    list_video_files,
+    normalise_extraction_format,
+    open_extraction,
+    open_video,
+    read_labels_file,
+)
+from .readers_extraction import suite2p_plane
+from .readers_labels import TRUTH_FILE, labels_rows
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +101,7 @@ __all__ = [
 ]
 
 #: Version of the ingest output; part of the input hash, so bumping it re-ingests everything.
-INGEST_VERSION: Final = "1"
+INGEST_VERSION: Final = "2"
 STATUS_UNCHANGED: Final = "unchanged"
 #: Footprints are chunked (and written) this many units at a time.
 UNITS_PER_CHUNK: Final = 32
@@ -72,8 +109,10 @@ UNITS_PER_CHUNK: Final = 32
 TRACE_CHUNK_FRAMES: Final = 65536
 _HASH_BLOCK: Final = 1 << 20
 MOVIE_ZSTD_LEVEL: Final = 1
-LABEL_VALUES: Final = ("good", "bad")
-TRUTH_FILE: Final = "truth.json"
+#: Dataset variable names extraction images and per-unit columns must not take.
+_RESERVED: Final = frozenset(
+    {"movie", "A", "C", "C_raw", "S", "max_proj", FRAME, UNIT_ID, HEIGHT, WIDTH, "time_s"}
+)
 
 
 @dataclass(frozen=True)
@@ -86,10 +125,13 @@ class IngestOptions:
         Frames per zarr chunk of the movie (changes the output, so part of the input hash).
     decode_block_frames
         Frames decoded and held in memory at a time (memory only; not hashed).
+    check_orientation
+        Check footprints against the movie's peak frames (transposed / pixel order).
     """
 
     chunk_frames: int = 100
     decode_block_frames: int = 256
+    check_orientation: bool = True
 
     def __post_init__(self) -> None:
         for name in ("chunk_frames", "decode_block_frames"):
@@ -148,21 +190,53 @@ def _sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _role(prefix: str, path: Path, root: Path) -> str:
+    try:
+        return f"{prefix}/{path.relative_to(root).as_posix()}"
+    except ValueError:
+        return f"{prefix}/{path.name}"
+
+
+def _companion_files(spec: SessionSpec) -> list[Path]:
+    """Files of the extraction's own video when the manifest gives none (for hashing)."""
+    if spec.video is not None or spec.skip_video:
+        return []
+    try:
+        fmt = normalise_extraction_format(spec.format, path=spec.extraction) or detect_extraction_format(
+            spec.extraction
+        )
+        if fmt == "suite2p" and spec.extraction.is_dir():
+            binary = suite2p_plane(spec.extraction) / "data.bin"
+            return [binary] if binary.is_file() else []
+    except CellsiftError:
+        return []  # the reader reports the problem with its own message
+    return []
+
+
 def session_input_files(spec: SessionSpec) -> list[tuple[str, Path]]:
     """Return ``(role, path)`` of every input file of a session, in a fixed order.
 
-    Roles are ``video/<name>`` (AVI chunks, ``timeStamps.csv``, ``metaData.json``),
-    ``extraction``, ``events``, ``labels`` and ``truth`` (a ``truth.json`` beside the
-    labels, which sets the labels' source).
+    Roles are ``video/<name>`` (AVI chunks, timestamps, metadata, TIFF parts, ...),
+    ``extraction`` (or ``extraction/<name>`` for a results folder), ``events``,
+    ``labels`` and ``truth`` (a ``truth.json`` beside the labels, which sets the labels'
+    source).
 
     Raises
     ------
     SessionNotFoundError, InputFormatError
-        Missing video or a missing AVI chunk.
+        Missing video or a missing AVI chunk, unknown format.
     """
-    chunks, extras = video_files(spec.video)
-    files = [(f"video/{p.name}", p) for p in chunks + extras]
-    files.append(("extraction", spec.extraction))
+    files: list[tuple[str, Path]] = []
+    if spec.video is not None:
+        root = spec.video if spec.video.is_dir() else spec.video.parent
+        for path in list_video_files(spec.video, format=spec.video_format, dataset=spec.video_dataset):
+            files.append((_role("video", path, root), path))
+    extraction = list_extraction_files(spec.extraction, format=spec.format)
+    if len(extraction) == 1 and extraction[0] == spec.extraction:
+        files.append(("extraction", spec.extraction))
+    else:
+        files += [(_role("extraction", p, spec.extraction), p) for p in extraction]
+    files += [(f"video/{p.name}", p) for p in _companion_files(spec)]
     if spec.events is not None:
         files.append(("events", spec.events))
     if spec.labels is not None:
@@ -176,10 +250,11 @@ def session_input_files(spec: SessionSpec) -> list[tuple[str, Path]]:
 def compute_input_hash(spec: SessionSpec, *, options: IngestOptions) -> tuple[str, dict[str, str]]:
     """Hash a session's inputs.
 
-    The hash covers every input file's content (streamed in 1 MiB blocks), the
-    manifest values written into the dataset (stage, day, fps, format), the options that
-    change the output (``chunk_frames``) and the ingest and schema versions. File paths
-    are not hashed: moving a cohort does not re-ingest it.
+    The hash covers every input file's content (streamed in 1 MiB blocks), the manifest
+    values that change the dataset (stage, day, fps, formats, dataset, downsampling, pixel
+    order), the options that change the output (``chunk_frames``, ``check_orientation``)
+    and the ingest and schema versions. File paths are not hashed: moving a cohort does
+    not re-ingest it.
 
     Returns
     -------
@@ -194,80 +269,122 @@ def compute_input_hash(spec: SessionSpec, *, options: IngestOptions) -> tuple[st
         "ingest_version": INGEST_VERSION,
         "schema_version": DATASET_SCHEMA_VERSION,
         "chunk_frames": options.chunk_frames,
+        "check_orientation": options.check_orientation,
         "stage": spec.stage,
         "day": spec.day,
         "fps": spec.fps,
         "format": spec.format,
+        "video_format": spec.video_format,
+        "video_dataset": spec.video_dataset,
+        "temporal_downsample": spec.temporal_downsample,
+        "labels_format": spec.labels_format,
+        "pixel_order": spec.pixel_order,
+        "skip_video": spec.skip_video,
         "files": [[role, source_hashes[str(path.resolve())]] for role, path in files],
     }
     text = json.dumps(material, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest(), source_hashes
 
 
-# =========================================================================== checks
+# =========================================================================== reading
 
 
-def _check_agreement(spec: SessionSpec, video: VideoReader, ext: Extraction) -> None:
-    """Check that the extraction was computed from this video."""
-    h, w = video.height, video.width
-    if isinstance(ext.A, np.ndarray):
-        if ext.A.shape[1:] != (h, w):
-            raise InputFormatError(
-                f"footprints are {ext.A.shape[1]}x{ext.A.shape[2]} px but video frames are {h}x{w}",
-                path=spec.extraction,
-                field="A",
-                fix="pair the extraction with the video it was computed from",
+def _open_session_video(spec: SessionSpec, ext: Extraction) -> VideoReader | None:
+    """The manifest's video, else the extraction's own video, else ``None``."""
+    if spec.video is not None:
+        return open_video(spec.video, format=spec.video_format, dataset=spec.video_dataset)
+    if spec.skip_video or ext.companion_video is None:
+        return None
+    logger.info("%s/%s/%s: using the extraction's own video %s", *spec.key, ext.companion_video)
+    return open_video(
+        ext.companion_video,
+        format=spec.video_format or ext.companion_video_format,
+        dataset=spec.video_dataset or ext.companion_video_dataset,
+    )
+
+
+def _decimate_traces(ext: Extraction, alignment: FrameAlignment) -> Extraction:
+    """Traces N times longer than the video: sample C, C_raw at the video frames, sum S per block."""
+    r, n = alignment.ratio, alignment.n_frames
+    idx = np.arange(n) * r
+    s_full = ext.S[:, : n * r]
+    if s_full.shape[1] < n * r:
+        s_full = np.pad(s_full, ((0, 0), (0, n * r - s_full.shape[1])))
+    S = s_full.reshape(ext.n_units, n, r).sum(axis=2, dtype=np.float64).astype(np.float32)
+    return dataclasses.replace(
+        ext,
+        C=np.ascontiguousarray(ext.C[:, idx]),
+        C_raw=np.ascontiguousarray(ext.C_raw[:, idx]),
+        S=np.ascontiguousarray(S),
+    )
+
+
+def _cast_frames(frames: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        return np.clip(np.rint(frames), info.min, info.max).astype(dtype)
+    return frames.astype(dtype)
+
+
+def _average_frames(
+    blocks: Iterator[np.ndarray], ratio: int, n_out: int, dtype: np.dtype
+) -> Iterator[np.ndarray]:
+    """Average consecutive groups of ``ratio`` frames; yield at most ``n_out`` averaged frames."""
+    carry: np.ndarray | None = None
+    emitted = 0
+    for block in blocks:
+        if carry is not None:
+            block = np.concatenate([carry, block])
+            carry = None
+        full = (len(block) // ratio) * ratio
+        if full and emitted < n_out:
+            groups = (
+                block[:full].reshape(full // ratio, ratio, *block.shape[1:]).mean(axis=1, dtype=np.float64)
             )
-    else:
-        if ext.d1 is not None and ext.d2 is not None and (ext.d1, ext.d2) != (h, w):
-            swapped = (ext.d1, ext.d2) == (w, h)
-            raise InputFormatError(
-                f"options.d1 x d2 = {ext.d1}x{ext.d2} but video frames are {h}x{w} (height x width)"
-                + (" - d1/d2 look swapped" if swapped else ""),
-                path=spec.extraction,
-                field="options.d1",
-                fix="pair the extraction with the video it was computed from"
-                + ("; d1 is the height and d2 the width" if swapped else ""),
-            )
-        if ext.A.shape[0] != h * w:
-            raise InputFormatError(
-                f"footprints have {ext.A.shape[0]} pixels but video frames have {h}x{w} = {h * w}",
-                path=spec.extraction,
-                field="A",
-                fix="pair the extraction with the video it was computed from (cropped or downsampled?)",
-            )
-    if ext.n_frames != video.n_frames:
-        raise InputFormatError(
-            f"traces have {ext.n_frames} frames but the video has {video.n_frames}",
-            path=spec.extraction,
-            field="C",
-            fix="pair the extraction with the full video it was computed from (all AVI chunks)",
-        )
+            take = min(len(groups), n_out - emitted)
+            yield _cast_frames(groups[:take], dtype)
+            emitted += take
+        if full < len(block):
+            carry = block[full:]
+    if carry is not None and emitted < n_out:
+        yield _cast_frames(carry.mean(axis=0, dtype=np.float64)[None], dtype)
 
 
-def _resolve_fps(spec: SessionSpec, video: VideoReader, ext: Extraction) -> tuple[float, str]:
-    """Pick the frame rate: manifest, video metadata, extraction ``Fs``, timestamps, AVI header."""
-    candidates: list[tuple[float | None, str]] = [
+def _block_means(values: np.ndarray, ratio: int, n_out: int) -> np.ndarray:
+    """Mean of consecutive groups of ``ratio`` values (the last group may be shorter)."""
+    return np.asarray([values[i * ratio : (i + 1) * ratio].mean() for i in range(n_out)], dtype=np.float64)
+
+
+def _resolve_fps(
+    spec: SessionSpec, video: VideoReader | None, ext: Extraction, ratio: int, stored_times: np.ndarray | None
+) -> tuple[float, str]:
+    """Frame rate of the stored frames: manifest, video metadata, extraction, timestamps, AVI header.
+
+    The manifest's, the video's and the extraction's rates describe the full-rate
+    recording; with a temporal downsampling N the stored rate is theirs / N.
+    """
+    full_rate: list[tuple[float | None, str]] = [
         (spec.fps, "manifest"),
-        (video.fps, "video_metadata"),
+        (video.fps if video is not None else None, "video_metadata"),
         (ext.fps, "extraction"),
     ]
-    ts = video.timestamps_s
-    if ts is not None and len(ts) > 1 and ts[-1] > ts[0]:
-        candidates.append(((len(ts) - 1) / float(ts[-1] - ts[0]), "timestamps"))
-    candidates.append((getattr(video, "container_fps", None), "avi_header"))
+    candidates = [(None if f is None else f / ratio, s) for f, s in full_rate]
+    if stored_times is not None and len(stored_times) > 1 and stored_times[-1] > stored_times[0]:
+        candidates.append(((len(stored_times) - 1) / float(stored_times[-1] - stored_times[0]), "timestamps"))
+    container = getattr(video, "container_fps", None)
+    candidates.append((None if container is None else container / ratio, "avi_header"))
     known = [(f, s) for f, s in candidates if f is not None and np.isfinite(f) and f > 0]
     if not known:
         raise InputFormatError(
-            "the frame rate is unknown (no fps in the manifest, metaData.json frameRate, extraction Fs or timestamps)",
-            path=spec.video,
+            "the frame rate is unknown (no fps in the manifest, the video's metadata, the extraction or timestamps)",
+            path=spec.video or spec.extraction,
             field="fps",
             fix="add an 'fps' column to the manifest",
         )
     fps, source = known[0]
-    if video.fps and ext.fps and abs(video.fps - ext.fps) > 0.01 * video.fps:
+    if video is not None and video.fps and ext.fps and abs(video.fps - ext.fps) > 0.01 * video.fps:
         logger.warning(
-            "%s/%s/%s: video metadata says %.3g fps, extraction Fs says %.3g; using %s (%.3g)",
+            "%s/%s/%s: video metadata says %.3g fps, extraction says %.3g; using %s (%.3g)",
             *spec.key,
             video.fps,
             ext.fps,
@@ -277,94 +394,46 @@ def _resolve_fps(spec: SessionSpec, video: VideoReader, ext: Extraction) -> tupl
     return float(fps), source
 
 
-def _read_labels(spec: SessionSpec, unit_ids: np.ndarray) -> pa.Table | None:
-    """Read ``labels.csv`` (``unit_id,label,reason``) into a :data:`LABELS_SCHEMA` table."""
-    path = spec.labels
-    if path is None:
-        return None
-    source = "simulator" if (path.parent / TRUTH_FILE).is_file() else "csv"
-    ids: list[int] = []
-    labels: list[str] = []
-    reasons: list[str | None] = []
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle)
-            header = [(h or "").strip() for h in reader.fieldnames or []]
-            for column in ("unit_id", "label"):
-                if column not in header:
-                    raise InputFormatError(
-                        f"no '{column}' column (header: {', '.join(header) or 'empty'})",
-                        path=path,
-                        field=column,
-                        fix="write the header 'unit_id,label,reason'",
-                    )
-            for row in reader:
-                row = {(k or "").strip(): (v or "").strip() for k, v in row.items() if isinstance(v, str)}
-                if not any(row.values()):
-                    continue
-                try:
-                    ids.append(int(float(row["unit_id"])))
-                except ValueError:
-                    raise InputFormatError(
-                        f"line {reader.line_num}: unit id '{row['unit_id']}' is not a whole number",
-                        path=path,
-                        field="unit_id",
-                        fix="use the extraction's unit ids",
-                    ) from None
-                label = row["label"].lower()
-                if label not in LABEL_VALUES:
-                    raise InputFormatError(
-                        f"line {reader.line_num}: label '{row['label']}' is not one of {', '.join(LABEL_VALUES)}",
-                        path=path,
-                        field="label",
-                        fix="label each unit 'good' or 'bad'",
-                    )
-                labels.append(label)
-                reasons.append(row.get("reason") or None)
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise InputFormatError(
-            f"cannot read the labels ({type(exc).__name__}: {exc})",
-            path=path,
-            fix="save it as a UTF-8 CSV with the header 'unit_id,label,reason'",
-        ) from None
-    id_array = np.asarray(ids, dtype=np.int64)
-    unknown = np.setdiff1d(id_array, unit_ids)
-    if unknown.size:
-        raise InputFormatError(
-            f"labels name {unknown.size} unit ids the extraction does not have (e.g. {unknown[0]})",
-            path=path,
-            field="unit_id",
-            fix="pair the labels with the extraction they were made for",
+def _labels_table(spec: SessionSpec, ext: Extraction) -> tuple[pa.Table | None, list[str]]:
+    """Labels of the session: those inside the extraction plus the manifest's labels file."""
+    sets: list[UnitLabels] = list(ext.labels)
+    if spec.labels is not None:
+        from_file = read_labels_file(
+            spec.labels,
+            ext=ext,
+            fmt=spec.labels_format,
+            cohort=spec.cohort,
+            animal=spec.animal,
+            session=spec.session,
         )
-    if len(np.unique(id_array)) != len(id_array):
+        if from_file is not None:
+            sets.append(from_file)
+    sources = [s.source for s in sets]
+    if len(set(sources)) != len(sources):
         raise InputFormatError(
-            "a unit is labelled more than once", path=path, field="unit_id", fix="keep one row per unit"
+            f"labels of source '{sources[-1]}' come twice (from the extraction and the labels file)",
+            path=spec.labels,
+            field="labels",
+            fix="drop the labels column: the extraction already carries these labels",
         )
-    n = len(ids)
-    return pa.Table.from_pydict(
-        {
-            "cohort": [spec.cohort] * n,
-            "animal": [spec.animal] * n,
-            "session": [spec.session] * n,
-            "unit_id": ids,
-            "label": labels,
-            "reason": reasons,
-            "source": [source] * n,
-        },
-        schema=LABELS_SCHEMA,
-    )
+    if not sets:
+        return None, []
+    rows = labels_rows(sets)
+    n = len(rows["unit_id"])
+    keys = {"cohort": [spec.cohort] * n, "animal": [spec.animal] * n, "session": [spec.session] * n}
+    return pa.Table.from_pydict({**keys, **rows}, schema=LABELS_SCHEMA), sources
 
 
 # =========================================================================== writing
 
 
-def _footprint_block(A: sp.csc_matrix | np.ndarray, start: int, stop: int, h: int, w: int) -> np.ndarray:
-    """Return footprints ``start:stop`` as ``(n, h, w)`` float32 (column-major pixels)."""
-    if isinstance(A, np.ndarray):
-        return np.ascontiguousarray(A[start:stop], dtype=np.float32)
-    dense = A[:, start:stop].toarray()  # (h*w, n), pixel index = y + x*h
+def _footprint_block(A: sp.csc_matrix, start: int, stop: int, h: int, w: int, order: str) -> np.ndarray:
+    """Return footprints ``start:stop`` as ``(n, h, w)`` float32, reading pixels in ``order``."""
+    dense = A[:, start:stop].toarray().T  # (n, h*w)
     n = stop - start
-    return np.ascontiguousarray(dense.T.reshape(n, w, h).transpose(0, 2, 1), dtype=np.float32)
+    if order == "F":  # pixel index = y + x*h
+        return np.ascontiguousarray(dense.reshape(n, w, h).transpose(0, 2, 1), dtype=np.float32)
+    return np.ascontiguousarray(dense.reshape(n, h, w), dtype=np.float32)
 
 
 def _aligned_blocks(blocks: Iterator[np.ndarray], chunk: int) -> Iterator[np.ndarray]:
@@ -390,11 +459,14 @@ def _aligned_blocks(blocks: Iterator[np.ndarray], chunk: int) -> Iterator[np.nda
 def _write_store(
     store: Path,
     *,
-    video: VideoReader,
+    video: VideoReader | None,
+    frames: Iterator[np.ndarray] | None,
     ext: Extraction,
+    dims: tuple[int, int],
     time_s: np.ndarray,
     attrs: dict[str, Any],
     options: IngestOptions,
+    peak_frames: PeakFrameCheck | None,
 ) -> None:
     """Write the session dataset to ``store`` (a fresh path), streaming movie and footprints."""
     import dask.array as da
@@ -402,20 +474,35 @@ def _write_store(
     import zarr
     from zarr.codecs import ZstdCodec
 
-    t, h, w, k = video.n_frames, video.height, video.width, ext.n_units
+    t, k = ext.n_frames, ext.n_units
+    h, w = dims
     cf = min(options.chunk_frames, t)
     ku = min(UNITS_PER_CHUNK, k)
     trace_chunks = (ku, min(t, TRACE_CHUNK_FRAMES))
+    compressors = (ZstdCodec(level=3),)
     data_vars: dict[str, Any] = {
-        "movie": ((FRAME, HEIGHT, WIDTH), da.zeros((t, h, w), chunks=(cf, h, w), dtype=video.dtype)),
         "A": ((UNIT_ID, HEIGHT, WIDTH), da.zeros((k, h, w), chunks=(ku, h, w), dtype=np.float32)),
         "C": ((UNIT_ID, FRAME), ext.C),
         "C_raw": ((UNIT_ID, FRAME), ext.C_raw),
         "S": ((UNIT_ID, FRAME), ext.S),
-        "max_proj": ((HEIGHT, WIDTH), da.zeros((h, w), chunks=(h, w), dtype=video.dtype)),
     }
-    if "Cn" in ext.extras:
-        data_vars["Cn"] = ((HEIGHT, WIDTH), ext.extras["Cn"])
+    encoding: dict[str, dict[str, Any]] = {
+        "A": {"chunks": (ku, h, w), "compressors": compressors},
+        **{name: {"chunks": trace_chunks, "compressors": compressors} for name in ("C", "C_raw", "S")},
+    }
+    if video is not None:
+        dtype = np.dtype(np.float32) if video.dtype == np.float64 else video.dtype
+        data_vars["movie"] = ((FRAME, HEIGHT, WIDTH), da.zeros((t, h, w), chunks=(cf, h, w), dtype=dtype))
+        data_vars["max_proj"] = ((HEIGHT, WIDTH), da.zeros((h, w), chunks=(h, w), dtype=dtype))
+        # zstd level 1: on noisy 8-bit movies as small as level 3 and ~3x faster
+        encoding["movie"] = {"chunks": (cf, h, w), "compressors": (ZstdCodec(level=MOVIE_ZSTD_LEVEL),)}
+        encoding["max_proj"] = {"chunks": (h, w), "compressors": compressors}
+    for name, image in ext.extras.items():
+        key = name if name not in _RESERVED else f"extraction_{name}"
+        data_vars[key] = ((HEIGHT, WIDTH), np.asarray(image, dtype=np.float32))
+    for name, values in ext.unit_vars.items():
+        key = name if name not in _RESERVED else f"extraction_{name}"
+        data_vars[key] = ((UNIT_ID,), np.asarray(values))
     ds = xr.Dataset(
         data_vars,
         coords={
@@ -425,15 +512,8 @@ def _write_store(
         },
         attrs=attrs,
     )
-    compressors = (ZstdCodec(level=3),)
-    encoding: dict[str, dict[str, Any]] = {
-        # zstd level 1: on noisy 8-bit movies as small as level 3 and ~3x faster
-        "movie": {"chunks": (cf, h, w), "compressors": (ZstdCodec(level=MOVIE_ZSTD_LEVEL),)},
-        "A": {"chunks": (ku, h, w), "compressors": compressors},
-        "max_proj": {"chunks": (h, w), "compressors": compressors},
-        **{name: {"chunks": trace_chunks, "compressors": compressors} for name in ("C", "C_raw", "S")},
-    }
-    ds["movie"].attrs.update(units="camera counts", long_name="raw miniscope movie")
+    if video is not None:
+        ds["movie"].attrs.update(units="camera counts", long_name="raw miniscope movie")
     ds["A"].attrs.update(long_name="spatial footprints")
     ds["time_s"].attrs.update(units="s", long_name="frame time relative to the first frame")
     with warnings.catch_warnings():
@@ -442,43 +522,77 @@ def _write_store(
         ds.to_zarr(store, mode="w", compute=False, encoding=encoding, consolidated=True, zarr_format=3)
     group = zarr.open_group(store, mode="r+", zarr_format=3)
 
-    movie = group["movie"]
-    max_proj: np.ndarray | None = None
-    pos = 0
-    # Decode the next block while the previous one is compressed and written: at most
-    # two blocks (plus a partial chunk) are in memory.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-write") as writer:
-        pending: Future[None] | None = None
-        for block in _aligned_blocks(video.iter_blocks(options.decode_block_frames), cf):
-            n = len(block)
-            if pos + n > t:
-                raise InputFormatError(
-                    f"the video decodes to more than its {t} frames",
-                    path=video.path,
-                    field="video",
-                    fix="re-export the video; its AVI headers are inconsistent",
-                )
-            block_max = block.max(axis=0)
-            max_proj = block_max if max_proj is None else np.maximum(max_proj, block_max)
+    if video is not None and frames is not None:
+        movie = group["movie"]
+        max_proj: np.ndarray | None = None
+        pos = 0
+        # Decode the next block while the previous one is compressed and written: at most
+        # two blocks (plus a partial chunk) are in memory.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-write") as writer:
+            pending: Future[None] | None = None
+            for block in _aligned_blocks(frames, cf):
+                n = len(block)
+                if pos + n > t:
+                    raise InputFormatError(
+                        f"the video decodes to more than its {t} frames",
+                        path=video.path,
+                        field="video",
+                        fix="re-export the video; its headers are inconsistent",
+                    )
+                if block.dtype != movie.dtype:
+                    block = block.astype(movie.dtype)
+                block_max = block.max(axis=0)
+                max_proj = block_max if max_proj is None else np.maximum(max_proj, block_max)
+                if peak_frames is not None:
+                    peak_frames.take(block, pos)
+                if pending is not None:
+                    pending.result()
+                pending = writer.submit(movie.__setitem__, slice(pos, pos + n), block)
+                pos += n
             if pending is not None:
                 pending.result()
-            pending = writer.submit(movie.__setitem__, slice(pos, pos + n), block)
-            pos += n
-        if pending is not None:
-            pending.result()
-    if pos != t or max_proj is None:
-        raise InputFormatError(
-            f"the video decodes to {pos} frames, its headers say {t}",
-            path=video.path,
-            field="video",
-            fix="re-copy the video chunks from the acquisition computer",
-        )
-    group["max_proj"][...] = max_proj
+        if pos != t or max_proj is None:
+            raise InputFormatError(
+                f"the video decodes to {pos} frames, its headers say {t}",
+                path=video.path,
+                field="video",
+                fix="re-copy the video from the acquisition computer",
+            )
+        group["max_proj"][...] = max_proj
 
     footprints = group["A"]
     for start in range(0, k, ku):
         stop = min(start + ku, k)
-        footprints[start:stop] = _footprint_block(ext.A, start, stop, h, w)
+        footprints[start:stop] = _footprint_block(ext.A, start, stop, h, w, ext.pixel_order)
+
+
+def _orientation_attrs(
+    ext: Extraction, dims: tuple[int, int], peak_frames: PeakFrameCheck | None, *, path: Path
+) -> dict[str, Any]:
+    """Run the orientation check (movie peak frames, else a reference image); return attrs."""
+    h, w = dims
+    if peak_frames is not None and peak_frames.n_checked:
+        scores = peak_frames.scores()
+        against = f"the movie at the peak frames of {peak_frames.n_checked} cells"
+        warn = True
+    else:
+        image = next(
+            (ext.extras[n] for n in ("Cn", "max_proj_extraction", "suite2p_Vcorr") if n in ext.extras), None
+        )
+        if image is None:
+            return {"orientation_check": "not checked"}
+        scores = image_orientation_scores(ext.A, h, w, image)
+        against = (
+            "the extraction's correlation image" if "Cn" in ext.extras else "the extraction's reference image"
+        )
+        warn = False
+    outcome = check_orientation(
+        scores, declared=ext.pixel_order, path=path, square=h == w, against=against, warn_unclear=warn
+    )
+    return {
+        "orientation_check": outcome,
+        "orientation_scores": json.dumps({k: round(v, 4) for k, v in scores.items()}),
+    }
 
 
 # =========================================================================== ingest
@@ -531,16 +645,65 @@ def _ingest_or_raise(
             seconds=time.perf_counter() - t0,
         )
 
-    video = open_video(spec.video)
     ext = open_extraction(spec.extraction, spec.format).read()
-    _check_agreement(spec, video, ext)
-    fps, fps_source = _resolve_fps(spec, video, ext)
-    if video.timestamps_s is not None:
-        time_s, time_source = video.timestamps_s, "timestamps"
+    if spec.pixel_order is not None and spec.pixel_order != ext.pixel_order:
+        logger.info("%s: pixel order %s declared in the manifest", spec.extraction, spec.pixel_order)
+        ext = dataclasses.replace(ext, pixel_order=spec.pixel_order)
+    video = _open_session_video(spec, ext)
+    n_trace_frames = ext.n_frames
+    alignment = FrameAlignment(1, "", ext.n_frames)
+    if video is not None:
+        check_frame_size(ext, video.height, video.width, path=spec.extraction, video=video.path)
+        dims = (video.height, video.width)
+        alignment = frame_alignment(
+            ext.n_frames,
+            video.n_frames,
+            declared=spec.temporal_downsample,
+            extraction=spec.extraction,
+            video=video.path,
+            tsub=ext.tsub,
+        )
     else:
-        time_s, time_source = np.arange(video.n_frames, dtype=np.float64) / fps, "fps"
-    labels = _read_labels(spec, ext.unit_ids)
+        if spec.temporal_downsample not in (None, 1):
+            raise InputFormatError(
+                "temporal_downsample is given but the session has no video",
+                path=spec.extraction,
+                field="temporal_downsample",
+                fix="remove temporal_downsample, or give the video",
+            )
+        if ext.dims is None:
+            raise InputFormatError(
+                f"the frame size is unknown: the extraction does not store it and there is no video "
+                f"({ext.A.shape[0]} pixels per footprint)",
+                path=spec.extraction,
+                field="dims",
+                fix="give the video in the manifest, or save the frame size with the results (CNMF-E options.d1/d2)",
+            )
+        dims = ext.dims
+    if alignment.longer == "traces":
+        ext = _decimate_traces(ext, alignment)
+    ratio = alignment.ratio
 
+    stored_times: np.ndarray | None = None
+    time_source = "fps"
+    if video is not None and video.timestamps_s is not None:
+        ts = np.asarray(video.timestamps_s, dtype=np.float64)
+        stored_times = _block_means(ts, ratio, alignment.n_frames) if alignment.longer == "video" else ts
+        time_source = "timestamps"
+    fps, fps_source = _resolve_fps(spec, video, ext, ratio, stored_times)
+    time_s = stored_times if stored_times is not None else np.arange(ext.n_frames, dtype=np.float64) / fps
+    labels, label_sources = _labels_table(spec, ext)
+
+    peak_frames: PeakFrameCheck | None = None
+    if video is not None and options.check_orientation:
+        peak_frames = PeakFrameCheck(ext.A, dims[0], dims[1], ext.C if np.any(ext.C) else ext.C_raw)
+    frames: Iterator[np.ndarray] | None = None
+    if video is not None:
+        frames = video.iter_blocks(options.decode_block_frames)
+        if alignment.longer == "video":
+            frames = _average_frames(frames, ratio, alignment.n_frames, video.dtype)
+
+    video_path = None if video is None else Path(video.path)
     final = session_dir / f"{input_hash[:16]}.zarr"
     attrs: dict[str, Any] = {
         "schema_version": DATASET_SCHEMA_VERSION,
@@ -553,10 +716,19 @@ def _ingest_or_raise(
         "fps_source": fps_source,
         "time_source": time_source,
         "source_format": ext.source_format,
-        "source_video": _str(spec.video),
+        "video_format": "" if video is None else video.format,
+        "source_video": _str(video_path),
         "source_extraction": _str(spec.extraction),
         "source_events": _str(spec.events),
         "source_labels": _str(spec.labels),
+        "labels_sources": json.dumps(label_sources),
+        "c_raw_source": ext.c_raw_source,
+        "pixel_order": ext.pixel_order,
+        "temporal_downsample": int(ratio),
+        "downsampled": {"traces": "traces", "video": "movie"}.get(alignment.longer, ""),
+        "source_trace_frames": int(n_trace_frames),
+        "source_video_frames": 0 if video is None else int(video.n_frames),
+        "recording_start": getattr(video, "start_time", None) or "",
         "input_hash": input_hash,
         "source_hashes": json.dumps(source_hashes, sort_keys=True),
         "chunk_frames": int(options.chunk_frames),
@@ -564,14 +736,34 @@ def _ingest_or_raise(
         "ingested_at": _now(),
     }
     with staging_path(layout.tmp, suffix=".zarr") as staged:
-        _write_store(staged, video=video, ext=ext, time_s=time_s, attrs=attrs, options=options)
+        _write_store(
+            staged,
+            video=video,
+            frames=frames,
+            ext=ext,
+            dims=dims,
+            time_s=time_s,
+            attrs=attrs,
+            options=options,
+            peak_frames=peak_frames,
+        )
+        if options.check_orientation:
+            checked = _orientation_attrs(ext, dims, peak_frames, path=spec.extraction)
+            import zarr
+
+            zarr.open_group(staged, mode="r+").attrs.update(checked)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", category=UserWarning)
+                zarr.consolidate_metadata(staged)
         _validate_store(staged, final)
         publish_dir(staged, final)
     dataset_path = layout.relative(final)
+    labels_file = layout.table_file("labels", *spec.key)
     if labels is not None:
-        write_parquet_atomic(
-            labels, layout.table_file("labels", *spec.key), tmp_root=layout.tmp
-        )
+        write_parquet_atomic(labels, labels_file, tmp_root=layout.tmp)
+    elif labels_file.exists():
+        labels_file.unlink()  # the new version has no labels: drop the old ones
+    height, width = dims
     catalog.upsert(
         SessionRecord(
             cohort=spec.cohort,
@@ -580,16 +772,16 @@ def _ingest_or_raise(
             stage=spec.stage,
             day=int(spec.day),
             fps=float(fps),
-            video=_str(spec.video),
+            video=_str(video_path),
             extraction=_str(spec.extraction),
             events=_str(spec.events),
             labels=_str(spec.labels),
             source_format=ext.source_format,
             dataset_path=dataset_path,
             input_hash=input_hash,
-            n_frames=video.n_frames,
-            height=video.height,
-            width=video.width,
+            n_frames=ext.n_frames,
+            height=height,
+            width=width,
             n_units=ext.n_units,
             status=STATUS_INGESTED,
         )
@@ -600,19 +792,19 @@ def _ingest_or_raise(
             logger.debug("removed older version %s", sibling)
     seconds = time.perf_counter() - t0
     logger.info(
-        "ingested %s/%s/%s: %d frames %dx%d, %d units in %.1f s (%.0f frames/s)",
+        "ingested %s/%s/%s: %d frames %dx%d%s, %d units in %.1f s",
         *spec.key,
-        video.n_frames,
-        video.height,
-        video.width,
+        ext.n_frames,
+        height,
+        width,
+        "" if video is not None else " (no movie)",
         ext.n_units,
         seconds,
-        video.n_frames / max(seconds, 1e-9),
     )
     return IngestResult(
         *spec.key,
         status=STATUS_INGESTED,
-        n_frames=video.n_frames,
+        n_frames=ext.n_frames,
         n_units=ext.n_units,
         dataset_path=dataset_path,
         seconds=seconds,
@@ -658,13 +850,11 @@ def _record_failure(
                 error=message,
             )
         )
-        logger.warning("failed %s/%s/%s: %s", *spec.key, message)
+        # info, not warning: the caller reports the result (the CLI prints one line per failure)
+        logger.info("failed %s/%s/%s: %s", *spec.key, message)
     else:
-        logger.warning(
-            "failed %s/%s/%s (kept the previous good version %s): %s",
-            *spec.key,
-            good.dataset_path,
-            message,
+        logger.info(
+            "failed %s/%s/%s (kept the previous good version %s): %s", *spec.key, good.dataset_path, message
         )
     return IngestResult(*spec.key, status=STATUS_FAILED, error=message, seconds=seconds)
 
@@ -754,7 +944,9 @@ def ingest_cohort(
             results.append(result)
             if progress is not None:
                 progress(result)
-    counts = {s: sum(r.status == s for r in results) for s in (STATUS_INGESTED, STATUS_UNCHANGED, STATUS_FAILED)}
+    counts = {
+        s: sum(r.status == s for r in results) for s in (STATUS_INGESTED, STATUS_UNCHANGED, STATUS_FAILED)
+    }
     logger.info(
         "ingest of %s: %d ingested, %d unchanged, %d failed",
         source,

@@ -2,25 +2,37 @@
 
 A manifest is a CSV or YAML file with one entry per recording session:
 
-=============  ========  ==============================================================
-column         required  meaning
-=============  ========  ==============================================================
-cohort         yes       cohort name (in YAML it may be given once at the top)
-animal         yes       animal name
-session        yes       session name (unique per animal)
-stage          yes       experimental stage, e.g. ``conditioning``
-day            yes       day of the experiment (integer)
-video          yes       Miniscope V4 folder (``0.avi``, ``1.avi``, ...) or one ``.avi``
-extraction     yes       CNMF-E results ``.mat`` (MATLAB v5 or v7.3)
-events         no        behaviour events CSV (``event,onset_s,offset_s``)
-labels         no        curation labels CSV (``unit_id,label,reason``)
-fps            no        frame rate in Hz; else from the video metadata or extraction
-format         no        extraction format (default: detect from the file)
-=============  ========  ==============================================================
+=====================  ========  ========================================================
+column                 required  meaning
+=====================  ========  ========================================================
+cohort                 yes       cohort name (in YAML it may be given once at the top)
+animal                 yes       animal name
+session                yes       session name (unique per animal)
+stage                  yes       experimental stage, e.g. ``conditioning``
+day                    yes       day of the experiment (integer)
+extraction             yes       extraction results: CNMF-E ``.mat``, CaImAn ``.hdf5``,
+                                 Minian output folder, Suite2p plane folder or ``.nwb``
+video                  no        the movie (Miniscope V4/V3 folder, AVI, TIFF, HDF5/.mat,
+                                 Suite2p ``data.bin``, NWB); empty: the extraction's own
+                                 video if it has one (Suite2p ``data.bin``, NWB photon
+                                 series), else none; ``none``: no movie
+events                 no        behaviour events CSV (``event,onset_s,offset_s``)
+labels                 no        curation labels (see :mod:`cellsift.pipeline.readers_labels`)
+fps                    no        frame rate in Hz of the recording; else from the files
+format                 no        extraction format (default: detect from the file)
+video_format           no        video format (default: detect from the file)
+video_dataset          no        dataset / series inside an HDF5, ``.mat`` or NWB video
+temporal_downsample    no        N when the traces and the video frame counts differ by
+                                 exactly N (declared, never guessed)
+labels_format          no        labels format (default: detect from the file)
+pixel_order            no        ``F`` (column-major, default for CNMF-E/CaImAn) or ``C``
+                                 (row-major) pixel order of flat footprints
+=====================  ========  ========================================================
 
 Paths are absolute or relative to the manifest's folder. The YAML form is either
 ``{cohort: NAME, sessions: [{animal: ..., ...}, ...]}`` (top-level keys are defaults for
-every session) or a plain list of session mappings.
+every session) or a plain list of session mappings. A column the manifest does not know
+is reported: an error when it is close to a known one (a typo), else a warning.
 
 A *folder* laid out as the demo writes it is read too: its ``cohort.csv`` (or
 ``cohort.yaml``) if present, else every ``<animal>/<session>/`` folder holding a
@@ -30,6 +42,7 @@ A *folder* laid out as the demo writes it is read too: its ``cohort.csv`` (or
 from __future__ import annotations
 
 import csv
+import difflib
 import logging
 import math
 import re
@@ -52,9 +65,33 @@ __all__ = [
     "check_spec_files",
 ]
 
-REQUIRED_COLUMNS: Final = ("cohort", "animal", "session", "stage", "day", "video", "extraction")
-OPTIONAL_COLUMNS: Final = ("events", "labels", "fps", "format")
+REQUIRED_COLUMNS: Final = ("cohort", "animal", "session", "stage", "day", "extraction")
+OPTIONAL_COLUMNS: Final = (
+    "video",
+    "events",
+    "labels",
+    "fps",
+    "format",
+    "video_format",
+    "video_dataset",
+    "temporal_downsample",
+    "labels_format",
+    "pixel_order",
+)
 _PATH_COLUMNS: Final = ("video", "extraction", "events", "labels")
+#: Values of the video column that mean "this session has no movie".
+NO_VIDEO: Final = ("none", "-", "no")
+_PIXEL_ORDER_ALIASES: Final = {
+    "f": "F",
+    "fortran": "F",
+    "column-major": "F",
+    "column_major": "F",
+    "matlab": "F",
+    "c": "C",
+    "row-major": "C",
+    "row_major": "C",
+    "numpy": "C",
+}
 
 #: File names of the demo layout (``<animal>/<session>/...``).
 DEMO_MANIFESTS: Final = ("cohort.csv", "cohort.yaml", "cohort.yml")
@@ -77,17 +114,31 @@ class SessionSpec:
     day
         Day of the experiment.
     video
-        Miniscope V4 folder or a single ``.avi`` file (absolute).
+        The movie (folder or file, absolute), or ``None`` (see ``skip_video``).
     extraction
-        Extraction results file (absolute).
+        Extraction results file or folder (absolute).
     events
         Behaviour events CSV, or ``None``.
     labels
-        Curation labels CSV, or ``None``.
+        Curation labels file, or ``None``.
     fps
         Frame rate in Hz given by the manifest, or ``None`` to take it from the files.
+        With ``temporal_downsample`` N it is the rate of the longer (full-rate) series.
     format
         Extraction format (e.g. ``"cnmfe_mat"``), or ``None`` to detect it.
+    video_format
+        Video format (e.g. ``"tiff"``), or ``None`` to detect it.
+    video_dataset
+        Dataset or series inside an HDF5, ``.mat`` or NWB video, or ``None``.
+    temporal_downsample
+        Declared ratio between trace and video frame counts, or ``None``.
+    labels_format
+        Labels format, or ``None`` to detect it.
+    pixel_order
+        ``"F"`` or ``"C"``: pixel order of flat footprints, or ``None`` (format default).
+    skip_video
+        ``True`` when the manifest says ``video: none`` (no movie, not even the
+        extraction's own).
     manifest
         The manifest this session came from, if any (used in error messages).
     line
@@ -100,7 +151,7 @@ class SessionSpec:
     session: str
     stage: str
     day: int
-    video: Path
+    video: Path | None
     extraction: Path
     events: Path | None = None
     labels: Path | None = None
@@ -108,6 +159,12 @@ class SessionSpec:
     format: str | None = None
     manifest: Path | None = None
     line: int | None = None
+    video_format: str | None = None
+    video_dataset: str | None = None
+    temporal_downsample: int | None = None
+    labels_format: str | None = None
+    pixel_order: str | None = None
+    skip_video: bool = False
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -139,8 +196,7 @@ def check_spec_files(spec: SessionSpec) -> None:
             continue
         if spec.manifest is not None:
             raise ManifestError(
-                f"{spec.where.removeprefix(str(spec.manifest)).strip()}: {column} file "
-                f"{path} does not exist",
+                f"{spec.where.removeprefix(str(spec.manifest)).strip()}: {column} file {path} does not exist",
                 path=spec.manifest,
                 field=column,
                 fix=f"correct the {column} path (relative paths are relative to the manifest's folder)",
@@ -219,10 +275,7 @@ def _read_csv(path: Path) -> list[SessionSpec]:
             for row in reader:
                 if not any((v or "").strip() for v in row.values() if isinstance(v, str)):
                     continue  # blank line
-                entry = {
-                    (k or "").strip(): (v.strip() if isinstance(v, str) else v)
-                    for k, v in row.items()
-                }
+                entry = {(k or "").strip(): (v.strip() if isinstance(v, str) else v) for k, v in row.items()}
                 specs.append(_make_spec(entry, manifest=path, line=reader.line_num))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise ManifestError(
@@ -291,9 +344,20 @@ def _check_columns(columns: list[str], path: Path, *, entry: int | None = None) 
                 field=column,
                 fix=f"add a '{column}' column; required are {', '.join(REQUIRED_COLUMNS)}",
             )
-    unknown = present - set(REQUIRED_COLUMNS) - set(OPTIONAL_COLUMNS)
+    known = (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS)
+    unknown = sorted(present - set(known))
+    for column in unknown:
+        close = difflib.get_close_matches(column.lower(), known, n=1, cutoff=0.75)
+        if close:
+            where = f"entry {entry} has" if entry is not None else "the manifest has"
+            raise ManifestError(
+                f"{where} an unknown column '{column}' (did you mean '{close[0]}'?)",
+                path=path,
+                field=column,
+                fix=f"rename the column to '{close[0]}'",
+            )
     if unknown:
-        logger.debug("manifest %s: ignoring columns %s", path, sorted(unknown))
+        logger.warning("manifest %s: ignoring unknown columns %s", path, ", ".join(unknown))
 
 
 def _make_spec(entry: dict[str, Any], *, manifest: Path, line: int) -> SessionSpec:
@@ -337,15 +401,27 @@ def _make_spec(entry: dict[str, Any], *, manifest: Path, line: int) -> SessionSp
         except ValueError:
             fps = math.nan
         if not math.isfinite(fps) or fps <= 0:
-            raise fail("fps", f"'{fps_text}' is not a positive number", "give the frame rate in Hz or leave it empty")
+            raise fail(
+                "fps", f"'{fps_text}' is not a positive number", "give the frame rate in Hz or leave it empty"
+            )
     paths: dict[str, Path | None] = {}
+    skip_video = False
     for column in _PATH_COLUMNS:
         value = text(column, required=column in REQUIRED_COLUMNS)
+        if column == "video" and value is not None and value.lower() in NO_VIDEO:
+            skip_video, value = True, None
         paths[column] = None if value is None else _resolve(value, manifest.parent)
     fmt = text("format", required=False)
+    options = _format_options(entry, text=text, fail=fail, manifest=manifest)
     video, extraction = paths["video"], paths["extraction"]
-    if video is None or extraction is None:  # pragma: no cover - required above
-        raise fail("video", "value is empty", "fill in the path")
+    if extraction is None:  # pragma: no cover - required above
+        raise fail("extraction", "value is empty", "fill in the path")
+    if options["temporal_downsample"] not in (None, 1) and video is None and skip_video:
+        raise fail(
+            "temporal_downsample",
+            "temporal_downsample is given but the session has no video",
+            "remove temporal_downsample, or give the video",
+        )
     return SessionSpec(
         cohort=names["cohort"],
         animal=names["animal"],
@@ -360,7 +436,62 @@ def _make_spec(entry: dict[str, Any], *, manifest: Path, line: int) -> SessionSp
         format=fmt.lower() if fmt else None,
         manifest=manifest,
         line=line,
+        video_format=options["video_format"],
+        video_dataset=options["video_dataset"],
+        temporal_downsample=options["temporal_downsample"],
+        labels_format=options["labels_format"],
+        pixel_order=options["pixel_order"],
+        skip_video=skip_video,
     )
+
+
+def _format_options(entry: dict[str, Any], *, text: Any, fail: Any, manifest: Path) -> dict[str, Any]:
+    """Parse and check the optional format columns of one entry."""
+    from .readers_extraction import normalise_extraction_format
+    from .readers_labels import LABELS_FORMATS
+    from .readers_video import normalise_video_format
+
+    out: dict[str, Any] = {"video_dataset": text("video_dataset", required=False)}
+    fmt = text("format", required=False)
+    video_fmt = text("video_format", required=False)
+    try:
+        normalise_extraction_format(fmt, path=manifest)
+        out["video_format"] = normalise_video_format(video_fmt, path=manifest)
+    except CellsiftError as exc:
+        raise fail(exc.field or "format", exc.problem, exc.fix or "fix the value") from None
+    labels_fmt = text("labels_format", required=False)
+    if labels_fmt is not None and labels_fmt.lower() not in LABELS_FORMATS:
+        raise fail(
+            "labels_format",
+            f"unknown labels format '{labels_fmt}'",
+            f"use one of: {', '.join(LABELS_FORMATS)}",
+        )
+    out["labels_format"] = labels_fmt.lower() if labels_fmt else None
+    ratio_text = text("temporal_downsample", required=False)
+    ratio: int | None = None
+    if ratio_text is not None:
+        try:
+            value = float(ratio_text)
+            if not value.is_integer() or value < 1:
+                raise ValueError
+            ratio = int(value)
+        except ValueError:
+            raise fail(
+                "temporal_downsample",
+                f"'{ratio_text}' is not a whole number >= 1",
+                "give the factor between the trace and video frame counts, e.g. 2",
+            ) from None
+    out["temporal_downsample"] = ratio
+    order_text = text("pixel_order", required=False)
+    order = None
+    if order_text is not None:
+        order = _PIXEL_ORDER_ALIASES.get(order_text.strip().lower())
+        if order is None:
+            raise fail(
+                "pixel_order", f"'{order_text}' is not a pixel order", "use F (column-major) or C (row-major)"
+            )
+    out["pixel_order"] = order
+    return out
 
 
 def _resolve(value: str, base: Path) -> Path:

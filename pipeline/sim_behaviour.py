@@ -13,7 +13,7 @@ probability follows the protocol:
 * after a shock, freezing is raised to 30 % for 20 s outside tones (post-shock freezing).
 
 A freezing bout lasts at least 1 s (the usual scoring criterion; log-normal, median
-2.5 s) and a moving bout at least 0.3 s; bouts are drawn one after the other, each
+1.8 s) and a moving bout at least 0.3 s; bouts are drawn one after the other, each
 with the target probability of the time it starts at, so freezing outlasts tones a
 little, as it does in real mice.
 """
@@ -42,7 +42,7 @@ _POST_SHOCK: Final = 0.30
 _POST_SHOCK_S: Final = 20.0
 _MIN_FREEZE_S: Final = 1.0
 _MIN_MOVE_S: Final = 0.3
-_MEDIAN_FREEZE_S: Final = 2.5
+_MEDIAN_FREEZE_S: Final = 1.8
 
 #: Target freezing during the CS+ (first trial, last trial) and the CS- / CS+ ratio per stage.
 _STAGE_CS_PLUS: Final[dict[str, tuple[float, float, float]]] = {

@@ -248,11 +248,11 @@ def _break(kind: str, folder: Path, session: SyntheticSession) -> str:
     A, C, C_raw, S, d1 = to_cnmfe_A(session.footprints), session.C, session.C_raw, session.S, H
     if kind == "trace_length":
         C, C_raw, S = C[:, :-5], C_raw[:, :-5], S[:, :-5]
-        expected = "traces have 55 frames but the video has 60"
+        expected = "traces have 55 frames but the video"
     elif kind == "pixel_count":
         A = A[: (H - 2) * W]
         d1 = H - 2
-        expected = "options.d1 x d2 = 30x40 but video frames are 32x40"
+        expected = "footprints are 30x40 px (height x width) but the video"
     elif kind == "nan_C":
         C = C.copy()
         C[1, 7] = np.nan

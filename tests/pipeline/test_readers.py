@@ -111,7 +111,7 @@ def test_missing_and_empty_video(tmp_path: Path) -> None:
     with pytest.raises(SessionNotFoundError):
         MiniscopeV4Reader(tmp_path / "nope")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(InputFormatError, match="no numbered AVI"):
+    with pytest.raises(InputFormatError, match="no AVI files"):
         MiniscopeV4Reader(tmp_path / "empty")
 
 
@@ -312,7 +312,7 @@ def test_cnmfe_checks(tmp_path: Path, change: str, field: str, pattern: str) -> 
 def test_open_extraction_formats(tmp_path: Path) -> None:
     assert isinstance(open_extraction(tmp_path / "r.mat", "CNMFE"), CnmfeMatReader)
     with pytest.raises(InputFormatError, match="unknown extraction format"):
-        open_extraction(tmp_path / "r.mat", "suite2p")
+        open_extraction(tmp_path / "r.mat", "xyz")
     with pytest.raises(InputFormatError, match="format"):
         open_extraction(tmp_path / "r.npz")
 

@@ -1,0 +1,406 @@
+"""Shared pieces of the readers: the two interfaces, the :class:`Extraction` dataclass and
+file-listing helpers.
+
+Every reader returns the same things whatever the file format:
+
+* a :class:`VideoReader` — frame count, frame size, dtype, frame rate and timestamps
+  known after opening (headers only); frames stream out of :meth:`VideoReader.iter_blocks`
+  block by block, so a movie is never held in memory whole;
+* an :class:`Extraction` — footprints as a sparse ``(height*width, K)`` matrix with a
+  declared pixel order, traces ``(K, T)``, unit ids, per-unit columns and any labels the
+  extraction file carries (kept apart from everything else by their ``source``).
+
+Problems with a file are raised as :class:`~cellsift.schemas.errors.InputFormatError`
+(content) or :class:`~cellsift.schemas.errors.SessionNotFoundError` (missing), naming the
+file, the field and the fix; library exceptions never escape a reader.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, Protocol, runtime_checkable
+
+import numpy as np
+import scipy.sparse as sp
+
+from cellsift.schemas.errors import InputFormatError, SessionNotFoundError
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "PIXEL_ORDERS",
+    "LABEL_VALUES",
+    "VideoReader",
+    "UnitLabels",
+    "Extraction",
+    "ExtractionReader",
+    "natural_key",
+    "numbered_series",
+    "one_line",
+    "require_exists",
+]
+
+#: How the pixel index of a flat footprint maps to ``(y, x)``: ``"F"`` column-major
+#: (MATLAB, CNMF-E, CaImAn: ``index = y + x * height``), ``"C"`` row-major
+#: (``index = y * width + x``).
+PIXEL_ORDERS: Final = ("F", "C")
+LABEL_VALUES: Final = ("good", "bad")
+
+
+# =========================================================================== video
+
+
+@runtime_checkable
+class VideoReader(Protocol):
+    """A movie that can be read block by block.
+
+    Attributes
+    ----------
+    path
+        The video folder or file given in the manifest.
+    files
+        Every file the reader reads (for hashing), in reading order.
+    format
+        Reader name, e.g. ``"miniscope_avi"``.
+    n_frames
+        Number of frames.
+    height, width
+        Frame size in pixels.
+    dtype
+        Pixel dtype of the frames (``uint8`` for 8-bit miniscope cameras).
+    fps
+        Frame rate in Hz from the video's own metadata, or ``None``.
+    timestamps_s
+        Time of every frame in seconds relative to the first, or ``None``.
+    """
+
+    path: Path
+    files: tuple[Path, ...]
+    format: str
+    n_frames: int
+    height: int
+    width: int
+    dtype: np.dtype
+    fps: float | None
+    timestamps_s: np.ndarray | None
+
+    def iter_blocks(self, n_frames: int) -> Iterator[np.ndarray]:
+        """Yield consecutive blocks of at most ``n_frames`` frames, ``(n, height, width)``."""
+        ...
+
+
+# =========================================================================== extraction
+
+
+@dataclass(frozen=True)
+class UnitLabels:
+    """Good/bad labels that an extraction file carries (e.g. CaImAn ``idx_components``).
+
+    Attributes
+    ----------
+    unit_ids
+        ``(n,)`` int64 unit ids.
+    labels
+        ``"good"`` or ``"bad"`` per unit.
+    source
+        Where the labels come from, e.g. ``"caiman_idx_components"``; stored with them.
+    reasons
+        Artifact reason per unit, or ``None`` entries (unknown).
+    """
+
+    unit_ids: np.ndarray
+    labels: tuple[str, ...]
+    source: str
+    reasons: tuple[str | None, ...] = ()
+
+    def __post_init__(self) -> None:
+        if len(self.labels) != len(self.unit_ids):
+            raise ValueError("one label per unit id")
+        if not self.reasons:
+            object.__setattr__(self, "reasons", (None,) * len(self.labels))
+
+
+@dataclass(frozen=True, eq=False)
+class Extraction:
+    """Cell candidates of one session, as an extraction algorithm produced them.
+
+    Attributes
+    ----------
+    A
+        Footprints, ``scipy.sparse.csc_matrix`` ``(d1*d2, K)`` float32; the pixel index
+        maps to ``(y, x)`` as :attr:`pixel_order` says.
+    C, C_raw, S
+        Denoised trace, raw trace and deconvolved activity, ``(K, T)`` float32 in the
+        extraction's units (fluorescence; ``S`` in spike-rate units).
+    unit_ids
+        ``(K,)`` int64 unit ids, unique.
+    d1, d2
+        Frame height and width in pixels, or ``None`` if the file does not say.
+    fps
+        Frame rate in Hz stored with the extraction, or ``None``.
+    pixel_order
+        ``"F"`` (column-major, MATLAB) or ``"C"`` (row-major), see :data:`PIXEL_ORDERS`.
+    extras
+        Images ``(d1, d2)`` float32 that come with the extraction, e.g. ``"Cn"``.
+    unit_vars
+        Per-unit columns ``(K,)`` kept in the session dataset, e.g. CNMF-E ``tags``.
+    labels
+        Labels carried by the extraction file, each with its source.
+    source_format
+        Format name, e.g. ``"cnmfe_mat"``.
+    c_raw_source
+        What ``C_raw`` is, e.g. ``"C_raw"``, ``"C + YrA"``, ``"F - 0.7*Fneu"``.
+    companion_video
+        A video that belongs to the extraction (Suite2p ``data.bin``, an NWB photon
+        series), used when the manifest's ``video`` is empty; or ``None``.
+    companion_video_format, companion_video_dataset
+        Reader and dataset of :attr:`companion_video`.
+    tsub
+        Temporal downsampling the extraction says it used (CNMF-E ``options.tsub``).
+    ids_from_file
+        Whether :attr:`unit_ids` were stored in the file (``False``: numbered by index).
+    """
+
+    A: sp.csc_matrix
+    C: np.ndarray
+    C_raw: np.ndarray
+    S: np.ndarray
+    unit_ids: np.ndarray
+    d1: int | None
+    d2: int | None
+    fps: float | None
+    pixel_order: str = "F"
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+    unit_vars: dict[str, np.ndarray] = field(default_factory=dict)
+    labels: tuple[UnitLabels, ...] = ()
+    source_format: str = ""
+    c_raw_source: str = "C_raw"
+    companion_video: Path | None = None
+    companion_video_format: str | None = None
+    companion_video_dataset: str | None = None
+    tsub: int | None = None
+    ids_from_file: bool = True
+
+    @property
+    def n_units(self) -> int:
+        """Number of units ``K``."""
+        return int(self.C.shape[0])
+
+    @property
+    def n_frames(self) -> int:
+        """Number of trace frames ``T``."""
+        return int(self.C.shape[1])
+
+    @property
+    def dims(self) -> tuple[int, int] | None:
+        """``(d1, d2)`` if both are known."""
+        if self.d1 is None or self.d2 is None:
+            return None
+        return (int(self.d1), int(self.d2))
+
+
+@runtime_checkable
+class ExtractionReader(Protocol):
+    """Reads one extraction file (or folder) into an :class:`Extraction`."""
+
+    path: Path
+    format: str
+
+    def read(self) -> Extraction:
+        """Read and check the file."""
+        ...
+
+
+# =========================================================================== helpers
+
+
+def one_line(exc: BaseException, limit: int = 200) -> str:
+    """``exc`` as one short line: ``"Type: message"``."""
+    text = " ".join(str(exc).split())[:limit]
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def require_exists(path: Path, *, field_name: str, what: str) -> None:
+    """Raise :class:`SessionNotFoundError` if ``path`` does not exist."""
+    if not Path(path).exists():
+        raise SessionNotFoundError(
+            f"{what} does not exist", path=path, field=field_name, fix=f"check the {field_name} path"
+        )
+
+
+def natural_key(text: str) -> list[Any]:
+    """Sort key that orders ``"2"`` before ``"10"``."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", text)]
+
+
+_NUMBERED = re.compile(r"^(?P<prefix>.*?)(?P<number>\d+)$")
+
+
+def numbered_series(
+    folder: Path,
+    suffixes: Iterable[str],
+    *,
+    field_name: str = "video",
+    prefer: Sequence[str] = (),
+    what: str = "video chunk",
+) -> list[Path]:
+    """Return the numbered files of a folder in order, checking for gaps and duplicates.
+
+    Files are grouped by the text before their trailing number (``""`` for ``0.avi``,
+    ``"msCam"`` for ``msCam1.avi``, ``"org_part"`` for ``org_part1.avi``). Numbering
+    starts at 0 for bare numbers and at 0 or 1 for a prefix.
+
+    Parameters
+    ----------
+    folder
+        The folder.
+    suffixes
+        Accepted suffixes, lower case with the dot, e.g. ``(".avi",)``.
+    field_name
+        Manifest column named in errors.
+    prefer
+        Prefixes to take when a folder holds several series (e.g. ``("mscam",)`` in a
+        Miniscope V3 folder that also holds ``behavCam*.avi``), lower case.
+    what
+        Noun used in error messages.
+
+    Returns
+    -------
+    list of Path
+        In frame order. A single file with no number is returned alone.
+
+    Raises
+    ------
+    InputFormatError
+        No files, several unrelated series, a missing number or a number used twice.
+    """
+    wanted = {s.lower() for s in suffixes}
+    files = [
+        p
+        for p in folder.iterdir()
+        if p.is_file() and p.suffix.lower() in wanted and not p.name.startswith(".")
+    ]
+    groups: dict[str, dict[int, list[Path]]] = {}
+    loose: list[Path] = []
+    for path in files:
+        match = _NUMBERED.match(path.stem)
+        if match is None:
+            loose.append(path)
+            continue
+        groups.setdefault(match["prefix"], {}).setdefault(int(match["number"]), []).append(path)
+    if not groups:
+        if len(loose) == 1:
+            return loose
+        names = ", ".join(sorted(p.name for p in loose)[:5])
+        raise InputFormatError(
+            f"no numbered {what}s ({'/'.join(sorted(wanted))}) in the folder"
+            + (f"; found {names}" if names else ""),
+            path=folder,
+            field=field_name,
+            fix=f"point the manifest's {field_name} column at the folder holding 0.avi, 1.avi, ... "
+            "(or msCam1.avi, ...), or at one file",
+        )
+    if len(groups) > 1:
+        chosen = [g for g in groups if g.lower() in prefer]
+        if len(chosen) != 1:
+            listing = ", ".join(f"{g or '<number>'}*" for g in sorted(groups))
+            raise InputFormatError(
+                f"the folder holds several numbered series ({listing})",
+                path=folder,
+                field=field_name,
+                fix=f"move the other series away or point {field_name} at one file",
+            )
+        others = sorted(g for g in groups if g != chosen[0])
+        logger.info("%s: using the %s* series, ignoring %s", folder, chosen[0], others)
+        prefix = chosen[0]
+    else:
+        prefix = next(iter(groups))
+    numbered = groups[prefix]
+    suffix = next(iter(numbered.values()))[0].suffix
+    for number, paths in sorted(numbered.items()):
+        if len(paths) > 1:
+            raise InputFormatError(
+                f"{what} number {number} appears twice ({', '.join(sorted(p.name for p in paths))})",
+                path=folder,
+                field=field_name,
+                fix="keep one file per chunk number",
+            )
+    if loose:
+        logger.warning(
+            "%s: ignoring files that are not numbered %ss: %s", folder, what, sorted(p.name for p in loose)
+        )
+    numbers = sorted(numbered)
+    start = 0 if prefix == "" or numbers[0] == 0 else 1
+    missing = sorted(set(range(start, numbers[-1] + 1)) - set(numbers))
+    if missing:
+        names = ", ".join(f"{prefix}{i}{suffix}" for i in missing[:5]) + (" ..." if len(missing) > 5 else "")
+        raise InputFormatError(
+            f"{what} {names} is missing (found {len(numbers)} chunks up to {prefix}{numbers[-1]}{suffix})",
+            path=folder / f"{prefix}{missing[0]}{suffix}",
+            field=field_name,
+            fix="copy the missing chunk from the acquisition computer, or remove the later chunks",
+        )
+    return [numbered[i][0] for i in numbers]
+
+
+def finite_positive(value: Any) -> float | None:
+    """``float(value)`` if it is a finite number > 0, else ``None``."""
+    try:
+        number = float(np.asarray(value, dtype=np.float64).ravel()[0])
+    except (TypeError, ValueError, IndexError):
+        return None
+    return number if math.isfinite(number) and number > 0 else None
+
+
+def to_csc(matrix: Any, *, path: Path, name: str = "A") -> sp.csc_matrix:
+    """Convert ``matrix`` to a float32 CSC matrix, raising a clear error if it is not numeric."""
+    if sp.issparse(matrix):
+        return sp.csc_matrix(matrix, dtype=np.float32)
+    arr = np.asarray(matrix)
+    if arr.dtype.kind not in "biuf":
+        raise InputFormatError(
+            f"{name} has dtype {arr.dtype}, expected numbers",
+            path=path,
+            field=name,
+            fix=f"save {name} as a numeric matrix",
+        )
+    return sp.csc_matrix(arr.astype(np.float32, copy=False))
+
+
+def dense_to_csc(stack: np.ndarray) -> sp.csc_matrix:
+    """``(K, h, w)`` footprints -> CSC ``(h*w, K)`` float32 with row-major (``"C"``) pixels."""
+    k = stack.shape[0]
+    flat = np.asarray(stack, dtype=np.float32).reshape(k, -1)
+    return sp.csc_matrix(flat.T)
+
+
+def as_traces(value: Any, *, name: str, n_units: int, path: Path) -> np.ndarray:
+    """Return ``value`` as a C-contiguous float32 ``(K, T)`` array, handling squeezed shapes."""
+    if sp.issparse(value):
+        value = value.toarray()
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "biuf":
+        raise InputFormatError(
+            f"{name} has dtype {arr.dtype}, expected numbers",
+            path=path,
+            field=name,
+            fix=f"save {name} as a numeric K x T matrix",
+        )
+    arr = arr.astype(np.float32, copy=False)
+    if arr.ndim == 0:
+        arr = arr.reshape(1, 1)
+    elif arr.ndim == 1:  # squeezed: one unit (1 x T) or one frame (K x 1)
+        arr = arr[None, :] if n_units == 1 else arr[:, None]
+    if arr.ndim != 2:
+        raise InputFormatError(
+            f"{name} has {arr.ndim} dimensions, expected units x frames",
+            path=path,
+            field=name,
+            fix=f"save {name} as a K x T matrix",
+        )
+    return np.ascontiguousarray(arr)
