@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cellsift.schemas.errors import CellsiftError, LakeError
-from cellsift.schemas.tables import TABLES
+from cellsift.schemas import TABLES
 
 from .layout import LakeLayout
 from .store import Catalog

@@ -286,6 +286,64 @@ def query(
     _echo(f"({len(frame)} rows)")
 
 
+@app.command()
+def analyze(
+    lake: LakeOption,
+    scheduler: Annotated[
+        str | None, typer.Option(help="Address or scheduler file of an existing Dask cluster.")
+    ] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Workers of the local cluster.")] = min(4, os.cpu_count() or 1),
+    dashboard_port: Annotated[int, typer.Option(help="Dashboard port (0: any free port).")] = 8787,
+    force: Annotated[bool, typer.Option(help="Rebuild sessions that are up to date.")] = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """Build the fear-learning tables: traces, events, trial_responses, cell_summary, behaviour."""
+    _setup_logging(verbose)
+    from cellsift.pipeline.analysis_tables import build_analysis_tables
+
+    client = cluster = None
+    try:
+        from cellsift.catalog import Catalog
+
+        Catalog(lake)
+        client, cluster = _start_client(scheduler, workers, 1, "auto", dashboard_port)
+        _echo(f"Dask dashboard: {client.dashboard_link}")
+        summary = build_analysis_tables(lake, client=client, force=force)
+    except CellsiftError as exc:
+        raise _fail(exc) from None
+    finally:
+        if client is not None:
+            client.close()
+        if cluster is not None:
+            cluster.close()
+    for o in summary.outcomes:
+        if o.status == "failed":
+            typer.echo(f"  FAILED    {o.cohort}/{o.animal}/{o.session}: {o.error}", err=True)
+    _echo(
+        f"analysis: {summary.count('processed')} processed, {summary.count('skipped')} up to date, "
+        f"{summary.count('failed')} failed -> {Path(lake) / 'tables'}"
+    )
+    if summary.n_failed:
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def report(
+    lake: LakeOption,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the PNG figures and index.html.")],
+    verbose: VerboseOption = False,
+) -> None:
+    """Render lab-meeting figures (footprints, CS+/CS- heatmaps, selectivity across stages) + HTML."""
+    _setup_logging(verbose)
+    from cellsift.pipeline.report import render_report
+
+    try:
+        index = render_report(lake, out)
+    except CellsiftError as exc:
+        raise _fail(exc) from None
+    _echo(f"report: {index}")
+
+
 @app.command("catalog")
 def show_catalog(lake: LakeOption) -> None:
     """List the sessions the lake's catalog knows, with status and errors."""
@@ -314,13 +372,20 @@ def demo(
         _echo(f"using the simulated cohort in {raw}")
     ingest(raw, lake, verbose=verbose)
     run(lake, workers=workers, dashboard_port=dashboard_port, verbose=verbose)
+    analyze(lake, workers=workers, dashboard_port=dashboard_port, verbose=verbose)
+    report(lake, out / "report", verbose=verbose)
     _echo("")
     _echo("try:")
     _echo(
         f"  cellsift query --lake {lake} \"SELECT animal, stage, count(*) AS cells, "
         "sum(overlap_flag::INT) AS overlapping FROM cells GROUP BY ALL ORDER BY ALL\""
     )
+    _echo(
+        f"  cellsift query --lake {lake} \"SELECT animal, stage, count(*) AS cs_plus_cells FROM cell_summary "
+        "WHERE is_good AND cs_plus_selective GROUP BY ALL ORDER BY ALL\""
+    )
     _echo(f"  python -c \"import cellsift; print(cellsift.open_lake('{lake}').cells.head())\"")
+    _echo(f"  open {out / 'report' / 'index.html'}")
 
 
 def main() -> None:

@@ -13,9 +13,10 @@ probability follows the protocol:
 * after a shock, freezing is raised to 30 % for 20 s outside tones (post-shock freezing).
 
 A freezing bout lasts at least 1 s (the usual scoring criterion; log-normal, median
-1.8 s) and a moving bout at least 0.3 s; bouts are drawn one after the other, each
-with the target probability of the time it starts at, so freezing outlasts tones a
-little, as it does in real mice.
+1.8 s) and a moving bout at least 0.3 s. While the mouse moves, a bout starts with a
+per-frame chance set so that the long-run fraction of time frozen equals the target of
+that moment; a bout once started runs its course, so freezing outlasts tones a little,
+as it does in real mice.
 """
 
 from __future__ import annotations

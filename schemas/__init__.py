@@ -18,10 +18,15 @@ from .tables import (
     PARTITION_COLUMNS,
     SESSIONS_SCHEMA,
     TABLE_SCHEMA_VERSION,
-    TABLES,
+    TABLES as _CORE_TABLES,
 )
+from .analysis_tables import ANALYSIS_TABLES
+
+#: Every table of the lake by name: the core tables and the analysis tables.
+TABLES = {**_CORE_TABLES, **ANALYSIS_TABLES}
 
 __all__ = [
+    "ANALYSIS_TABLES",
     "CELLS_SCHEMA",
     "DATASET_SCHEMA_VERSION",
     "FEATURE_COLUMNS",

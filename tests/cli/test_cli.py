@@ -82,3 +82,18 @@ def test_local_cluster_dashboard_serves(tmp_path):
     finally:
         client.close()
         cluster.close()
+
+
+def test_analyze_and_report_commands(tiny_lake, tmp_path):
+    for args in (["run"], ["analyze"]):
+        result = runner.invoke(app, [*args, "--lake", str(tiny_lake), "--workers", "1", "--dashboard-port", "0"]
+                               + (["--no-progress"] if args == ["run"] else []))
+        assert result.exit_code == 0, result.output
+    assert "analysis: 4 processed" in result.output
+    result = runner.invoke(app, ["query", "--lake", str(tiny_lake),
+                                 "SELECT count(*) AS n FROM trial_responses"])
+    assert result.exit_code == 0 and "(1 rows)" in result.output
+    out = tmp_path / "report"
+    result = runner.invoke(app, ["report", "--lake", str(tiny_lake), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert (out / "index.html").exists() and list(out.glob("*.png"))
