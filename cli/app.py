@@ -200,9 +200,16 @@ def run(
     ] = 0.5,
     force: Annotated[bool, typer.Option(help="Recompute sessions that are up to date.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a terminal progress bar.")] = True,
+    model: Annotated[
+        str, typer.Option(help="Classifier: 'default' (shipped), a registered model id, or a model folder.")
+    ] = "default",
+    classify: Annotated[bool, typer.Option(help="Classify every cell (p_good, label, reason).")] = True,
+    strict: Annotated[
+        bool, typer.Option(help="Refuse to apply a model whose card does not match the data (else warn).")
+    ] = True,
     verbose: VerboseOption = False,
 ) -> None:
-    """Run the pipeline over every ingested session and write the cells and sessions tables."""
+    """Run the pipeline over every ingested session, classify every cell, write the cells and sessions tables."""
     _setup_logging(verbose)
     from cellsift.pipeline.clips import ClipParams
     from cellsift.pipeline.overlap import OverlapParams
@@ -232,6 +239,12 @@ def run(
                 _echo("")
 
         summary = run_pipeline(lake, client=client, params=params, force=force, progress=show_progress)
+        preds = None
+        if classify and summary.count("processed") + summary.count("skipped") > 0:
+            from cellsift.pipeline.classify import classify_lake
+
+            preds = classify_lake(lake, model, client=client, strict=strict, only_stale=not force,
+                                  progress=show_progress)
     except CellsiftError as exc:
         raise _fail(exc) from None
     finally:
@@ -246,9 +259,43 @@ def run(
         f"run {summary.run_id}: {summary.count('processed')} processed, "
         f"{summary.count('skipped')} up to date, {summary.count('failed')} failed"
     )
+    n_class_failed = 0
+    if preds is not None:
+        n_class_failed = len(preds.attrs.get("failed", []))
+        for c, a, s_, err in preds.attrs.get("failed", []):
+            typer.echo(f"  NOT CLASSIFIED {c}/{a}/{s_}: {err}", err=True)
+        _echo(_classification_line(preds))
+        _warn_ood_sessions(preds)
     _echo(f"tables: {Path(lake) / 'tables'}  (provenance: {summary.record_path})")
-    if summary.n_failed:
+    if summary.n_failed or n_class_failed:
         raise typer.Exit(code=1)
+
+
+def _classification_line(preds: Any) -> str:
+    skipped = int(preds.attrs.get("skipped", 0))
+    if len(preds) == 0:
+        return f"classification: nothing to do ({skipped} session(s) already classified)"
+    n = len(preds)
+    good = int((preds["label"] == "good").sum())
+    models = ", ".join(sorted(preds["model_id"].astype(str).unique()))
+    n_sessions = preds.groupby(["cohort", "animal", "session"]).ngroups
+    return (f"classification ({models}): {n} cells in {n_sessions} session(s), {good} good ({good / n:.0%}), "
+            f"{n - good} bad, {int(preds['ood_flag'].sum())} out of the training distribution"
+            + (f"; {skipped} session(s) already classified" if skipped else ""))
+
+
+def _warn_ood_sessions(preds: Any) -> None:
+    from cellsift.pipeline.ood import session_ood
+
+    if len(preds) == 0:
+        return
+    table = session_ood(preds, log=False)
+    for row in table[table["ood_flag"]].itertuples():
+        typer.echo(
+            f"  WARNING {row.cohort}/{row.animal}/{row.session}: {row.frac_ood:.0%} of cells lie outside "
+            "the model's training data; check some labels or fine-tune ('cellsift train --base default')",
+            err=True,
+        )
 
 
 @app.command()
@@ -344,6 +391,190 @@ def report(
     _echo(f"report: {index}")
 
 
+class ModelKind(str, Enum):
+    ensemble = "ensemble"
+    features = "features"
+    clips = "clips"
+
+
+class Protocol(str, Enum):
+    heldout = "heldout"
+    cv = "cv"
+    capstone = "capstone"
+
+
+LabelsOption = Annotated[
+    Path | None,
+    typer.Option(help="CSV of labels (animal, session, unit_id, label[, cohort, reason]); default: the lake's labels."),
+]
+SourceOption = Annotated[
+    list[str] | None,
+    typer.Option("--source", help="Use only lake labels of this source (repeatable), e.g. simulator, minian."),
+]
+
+
+def _label_spec(labels: Path | None, source: list[str] | None) -> Any:
+    from cellsift.pipeline.training import LabelSpec
+
+    return LabelSpec(csv=str(labels) if labels is not None else None, sources=tuple(source) if source else None)
+
+
+@app.command()
+def train(
+    lake: Annotated[Path | None, typer.Option("--lake", "-l", help="Lake with labelled, processed cells.")] = None,
+    kind: Annotated[ModelKind, typer.Option(help="Model to train.")] = ModelKind.ensemble,
+    base: Annotated[
+        str | None,
+        typer.Option(help="Fine-tune this model ('default', a registered id or a folder) instead of training anew."),
+    ] = None,
+    labels: LabelsOption = None,
+    source: SourceOption = None,
+    model_id: Annotated[str | None, typer.Option(help="Registry id of the new model.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    overwrite: Annotated[bool, typer.Option(help="Replace a registered model with the same id.")] = False,
+    default: Annotated[
+        Path | None,
+        typer.Option("--default", help="Rebuild the shipped default model into this folder (simulates its cohorts)."),
+    ] = None,
+    work: Annotated[Path | None, typer.Option(help="With --default: keep the simulated lake here.")] = None,
+    verbose: VerboseOption = False,
+) -> None:
+    """Train (or fine-tune) a classifier on a lake's labels and register it in LAKE/models."""
+    _setup_logging(verbose)
+    import time
+
+    t0 = time.perf_counter()
+    try:
+        if default is not None:
+            from cellsift.pipeline.training import train_default_model
+
+            _echo("rebuilding the default model from its simulated cohorts (about 15-30 min on 2 CPU cores)")
+            out = train_default_model(default, work_dir=work)
+            _echo(f"default model written to {out} in {time.perf_counter() - t0:.0f} s")
+            return
+        if lake is None:
+            raise CellsiftError("no lake given", field="--lake", fix="pass --lake LAKE (or --default OUT)")
+        spec = _label_spec(labels, source)
+        if base is not None:
+            from cellsift.pipeline.training import fine_tune_on_lake
+
+            mdl, path = fine_tune_on_lake(lake, base=base, labels=spec, model_id=model_id, seed=seed,
+                                          overwrite=overwrite)
+        else:
+            from cellsift.pipeline.training import train_on_lake
+
+            mdl, path = train_on_lake(lake, kind=kind.value, labels=spec, model_id=model_id, seed=seed,
+                                      overwrite=overwrite)
+    except CellsiftError as exc:
+        raise _fail(exc) from None
+    card = mdl.card
+    oof = dict(card.metrics).get("out_of_fold", {}).get("p_good") if card is not None else None
+    _echo(f"model {mdl.model_id} ({mdl.kind}) trained on {card.training.get('n_cells')} cells "
+          f"in {time.perf_counter() - t0:.0f} s -> {path}")
+    if oof:
+        _echo(f"  out-of-fold (grouped by animal): balanced accuracy {oof['balanced_accuracy']:.3f}, "
+              f"ROC-AUC {oof['roc_auc']:.3f}")
+    _echo(f"apply it: cellsift run --lake {lake} --model {mdl.model_id}")
+
+
+@app.command()
+def evaluate(
+    lake: LakeOption,
+    model: Annotated[str, typer.Option(help="Model to evaluate (heldout protocol).")] = "default",
+    protocol: Annotated[
+        Protocol,
+        typer.Option(help="heldout: score MODEL on the lake's labels; cv: grouped cross-validation of KIND; "
+                          "capstone: replay the capstone's Table 2."),
+    ] = Protocol.heldout,
+    kind: Annotated[ModelKind, typer.Option(help="Model kind trained by the cv protocol.")] = ModelKind.features,
+    models: Annotated[
+        str, typer.Option(help="Comma-separated model kinds trained by the capstone protocol.")
+    ] = "ensemble,clips",
+    test_cohort: Annotated[
+        str | None, typer.Option(help="Capstone: draw the 56 test cells from this cohort.")
+    ] = None,
+    labels: LabelsOption = None,
+    source: SourceOption = None,
+    report: Annotated[Path | None, typer.Option(help="Folder for report.json and PNG figures.")] = None,
+    seed: Annotated[int, typer.Option()] = 0,
+    strict: Annotated[bool, typer.Option(help="Refuse on a model-card mismatch (else warn).")] = True,
+    verbose: VerboseOption = False,
+) -> None:
+    """Evaluate classifiers: balanced accuracy, ROC/PR-AUC, confusion, calibration; or the capstone table."""
+    _setup_logging(verbose)
+    spec = _label_spec(labels, source)
+    try:
+        if protocol is Protocol.capstone:
+            from cellsift.pipeline.evaluation import capstone_on_lake, format_capstone_table
+
+            kinds = tuple(m.strip() for m in models.split(",") if m.strip())
+            table = capstone_on_lake(lake, test_cohort=test_cohort, models=kinds, labels=spec, seed=seed,
+                                     report_dir=report)
+            _echo(format_capstone_table(table))
+        else:
+            if protocol is Protocol.cv:
+                from cellsift.pipeline.evaluation import cross_validate_on_lake
+
+                metrics = cross_validate_on_lake(lake, kind=kind.value, labels=spec, seed=seed, report_dir=report)
+                heads = {f"{kind.value} (out of fold, grouped by animal)": metrics["p_good"]}
+            else:
+                from cellsift.pipeline.evaluation import evaluate_on_lake
+
+                metrics = evaluate_on_lake(lake, model, labels=spec, report_dir=report, strict=strict)
+                heads = {name: metrics[name] for name in ("p_features", "p_clips", "p_good") if name in metrics}
+            for name, m in heads.items():
+                _echo(f"{name:40s} n={m['n']}  balanced accuracy {m['balanced_accuracy']:.3f}  "
+                      f"ROC-AUC {m['roc_auc']:.3f}  PR-AUC(good) {m['pr_auc_good']:.3f}")
+            m = heads[list(heads)[-1]]
+            _echo(f"confusion (rows true bad/good, columns predicted bad/good): {m['confusion']['matrix']}")
+    except CellsiftError as exc:
+        raise _fail(exc) from None
+    if report is not None:
+        _echo(f"report: {report}")
+
+
+@app.command()
+def montage(
+    lake: LakeOption,
+    out: Annotated[Path, typer.Option("--out", "-o", help="PNG file (or folder) to write.")],
+    session: Annotated[str | None, typer.Option(help="Only this session.")] = None,
+    n: Annotated[int, typer.Option(min=1, max=20, help="Cells per row.")] = 8,
+    verbose: VerboseOption = False,
+) -> None:
+    """Show the most confident good, most confident bad and most uncertain cells, to judge the calls."""
+    _setup_logging(verbose)
+    from cellsift.pipeline.evaluation import classified_montage
+
+    try:
+        path = classified_montage(lake, out, session=session, n=n)
+    except CellsiftError as exc:
+        raise _fail(exc) from None
+    _echo(f"montage: {path}")
+
+
+models_app = typer.Typer(help="The model registry: the shipped default and the lake's models.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+
+@models_app.command("list")
+def models_list(
+    lake: Annotated[Path | None, typer.Option("--lake", "-l", help="Also list this lake's models.")] = None,
+) -> None:
+    """List models with their training data and out-of-fold metrics."""
+    import pandas as pd
+
+    from cellsift.pipeline.registry import list_models
+
+    try:
+        frame = list_models(lake)
+    except CellsiftError as exc:
+        raise _fail(exc) from None
+    cols = ["model_id", "kind", "source", "created_at", "n_train_cells", "n_animals", "balanced_accuracy",
+            "roc_auc", "parent_model_id"]
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        _echo(frame[cols].to_string(index=False) if len(frame) else "(no models)")
+
+
 @app.command("catalog")
 def show_catalog(lake: LakeOption) -> None:
     """List the sessions the lake's catalog knows, with status and errors."""
@@ -380,6 +611,11 @@ def demo(
         f"  cellsift query --lake {lake} \"SELECT animal, stage, count(*) AS cells, "
         "sum(overlap_flag::INT) AS overlapping FROM cells GROUP BY ALL ORDER BY ALL\""
     )
+    _echo(
+        f"  cellsift query --lake {lake} \"SELECT animal, label, reason, count(*) AS cells, "
+        "round(avg(p_good), 2) AS mean_p_good FROM cells GROUP BY ALL ORDER BY ALL\""
+    )
+    _echo(f"  cellsift montage --lake {lake} --out {out / 'calls.png'}")
     _echo(
         f"  cellsift query --lake {lake} \"SELECT animal, stage, count(*) AS cs_plus_cells FROM cell_summary "
         "WHERE is_good AND cs_plus_selective GROUP BY ALL ORDER BY ALL\""

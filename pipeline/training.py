@@ -32,7 +32,7 @@ import pandas as pd
 from cellsift.schemas.errors import InputFormatError, LakeError
 
 from .model_clips import ClipClassifier, ClipModelConfig, read_clip_store
-from .models_base import ID_COLUMNS, REASONS, CellClassifier, CellData, group_keys, labels_to_int
+from .models_base import ID_COLUMNS, REASONS, CellClassifier, CellData, labels_to_int
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +50,8 @@ __all__ = [
     "DEFAULT_RECIPE",
     "build_simulated_lake",
     "train_default_model",
+    "train_on_lake",
+    "fine_tune_on_lake",
 ]
 
 _REASON_ALIASES: Final = {
@@ -197,10 +199,11 @@ def load_cell_data(
     clips: bool = True,
     include_flagged: bool = False,
     require_labels: bool = True,
-    model_crop: int = 32,
+    model_crop: int = 24,
     pool: int = 2,
     cohorts: Sequence[str] | None = None,
     where: Callable[[pd.DataFrame], pd.Series] | None = None,
+    target_fps: float | None = None,
 ) -> CellData:
     """Join a lake's cells, labels and clips into :class:`CellData`.
 
@@ -222,6 +225,9 @@ def load_cell_data(
         Keep only these cohorts.
     where
         Extra row filter on the cells table (returns a boolean Series).
+    target_fps
+        Resample every session's clips in time to this frame rate (Hz), e.g. a model's
+        ``fps``; ``None``: clips as stored. ``CellData.fps`` is then ``target_fps``.
 
     Returns
     -------
@@ -281,13 +287,19 @@ def load_cell_data(
         parts = []
         for (cohort, animal, session), idx in cells.groupby(["cohort", "animal", "session"], sort=False).indices.items():
             path = cells["clips_path"].iloc[idx[0]]
-            if not isinstance(path, str) or not path:
-                raise LakeError(
-                    "session has no clip store", path=lk.root, field=f"{cohort}/{animal}/{session}",
-                    fix="run 'cellsift run'",
-                )
+            if not isinstance(path, str) or not path:  # no movie: its cells get no valid clip
+                logger.warning("%s/%s/%s has no clip store (no movie): its cells have no clips",
+                               cohort, animal, session)
+                continue
+            step = 1.0
+            if target_fps is not None:
+                f = cells["fps"].iloc[idx[0]] if "fps" in cells else None
+                step = float(f) / float(target_fps) if f is not None and pd.notna(f) and f > 0 else 1.0
+                if abs(step - 1.0) > 0.1:
+                    logger.info("%s/%s/%s: clips resampled from %.3g Hz to %.3g Hz",
+                                cohort, animal, session, float(f), float(target_fps))
             parts.append((idx, read_clip_store(lk.root / path, cells["unit_id"].to_numpy()[idx],
-                                               model_crop=model_crop, pool=pool)))
+                                               model_crop=model_crop, pool=pool, time_step=step)))
         if parts:
             first = parts[0][1]
             n = len(cells)
@@ -305,6 +317,8 @@ def load_cell_data(
             clip_arrays = replace(first, dynamic=dyn, static=sta, valid=val)
     fps_values = cells["fps"].dropna().to_numpy(dtype=np.float64) if "fps" in cells else np.zeros(0)
     fps = float(np.median(fps_values)) if fps_values.size else None
+    if target_fps is not None and clip_arrays is not None:
+        fps = float(target_fps)
     logger.info(
         "loaded %d cells (%d good, %d bad, %d unlabelled; %d overlap-flagged left out) from %s",
         len(cells), int((y == 1).sum()), int((y == 0).sum()), int((y < 0).sum()), n_flagged, lk.root,
@@ -437,10 +451,10 @@ def train_model(
 ) -> CellClassifier:
     """Train a model of ``kind`` on all of ``data`` (with an early-stopping split)."""
     model = make_model(kind, seed=seed, clip_config=clip_config, n_folds=n_folds)
-    fit_data, val = _early_split(data, early_stopping_fraction, seed)
     if kind == "ensemble":
         model.fit(data)  # the ensemble splits for early stopping and calibration itself
     else:
+        fit_data, val = _early_split(data, early_stopping_fraction, seed)
         model.fit(fit_data, valid=val)
     if model_id is not None and model.card is not None:
         _rename(model, model_id)
@@ -461,7 +475,6 @@ def fine_tune(
     *,
     seed: int = 0,
     model_id: str | None = None,
-    base_weight: float = 1.0,
     base_data: CellData | None = None,
 ) -> CellClassifier:
     """Adapt a trained model to a lab's own labels.
@@ -481,8 +494,6 @@ def fine_tune(
         Random seed.
     model_id
         Id of the new model (default: generated).
-    base_weight
-        Unused for now; reserved for weighting ``base_data``.
     base_data
         Optional training data of the base model to mix in (guards against forgetting).
     """
@@ -550,12 +561,17 @@ class DefaultModelRecipe:
                    artifact_fraction=0.4),
         CohortSpec("sim-c", seed=303, noise_scale=1.3, cell_density=16.0, background_scale=1.2,
                    artifact_fraction=0.3, motion_px=1.5),
+        CohortSpec("sim-d", seed=404, noise_scale=1.1, cell_density=13.0, background_scale=1.4,
+                   artifact_fraction=0.35, motion_px=2.5),
+        CohortSpec("sim-e", seed=505, noise_scale=0.95, cell_density=11.0, background_scale=1.3,
+                   artifact_fraction=0.3, motion_px=1.8),
     )
     kind: str = "ensemble"
     seed: int = 0
     clip_config: ClipModelConfig = field(default_factory=ClipModelConfig)
     n_folds: int = 3
     model_id: str = "cellsift-default-v1"
+    fps: float = 20.0
 
 
 DEFAULT_RECIPE: Final = DefaultModelRecipe()
@@ -658,8 +674,6 @@ def train_default_model(
     """
     import torch
 
-    from .evaluation import binary_metrics
-
     out = Path(out_dir)
     tmp = None
     if work_dir is None:
@@ -674,19 +688,16 @@ def train_default_model(
             build_simulated_lake(lake, recipe.cohorts, client=client, raw_dir=work / "raw")
         torch.manual_seed(recipe.seed)
         data = load_cell_data(lake, labels=LabelSpec(sources=("simulator",)),
-                              model_crop=recipe.clip_config.model_crop, pool=recipe.clip_config.pool)
+                              model_crop=recipe.clip_config.model_crop, pool=recipe.clip_config.pool,
+                              target_fps=recipe.fps)
         t0 = time.perf_counter()
         model = train_model(data, recipe.kind, seed=recipe.seed, clip_config=recipe.clip_config,
                             model_id=recipe.model_id, n_folds=recipe.n_folds)
         seconds = time.perf_counter() - t0
         assert model.card is not None
-        metrics: dict[str, Any] = {"train_seconds": round(seconds, 1)}
-        oof = getattr(model, "oof", None)
-        if oof is not None:
-            metrics["out_of_fold"] = {
-                name: binary_metrics(oof["y"].to_numpy(), oof[name].to_numpy())
-                for name in ("p_features", "p_clips", "p_good") if name in oof
-            }
+        _attach_oof_metrics(model)
+        metrics = {**dict(model.card.metrics), "train_seconds": round(seconds, 1),
+                   "train_cells_per_second": round(len(data) / max(seconds, 1e-9), 2)}
         training = {**dict(model.card.training), "recipe": _recipe_dict(recipe)}
         model.card = replace(model.card, metrics=metrics, training=training)
         staging = out.with_name(f".{out.name}.staging")
@@ -710,6 +721,105 @@ def _recipe_dict(recipe: DefaultModelRecipe) -> dict[str, Any]:
     return d
 
 
-def labelled_groups(data: CellData) -> list[str]:
-    """Animals (``cohort/animal``) present in ``data``."""
-    return sorted(set(group_keys(data.table)))
+# ---------------------------------------------------------------------------
+# one-call entry points (for the CLI)
+
+
+def train_on_lake(
+    lake: str | PathLike[str],
+    *,
+    kind: str = "ensemble",
+    labels: LabelSpec = LabelSpec(),
+    model_id: str | None = None,
+    seed: int = 0,
+    register: bool = True,
+    overwrite: bool = False,
+    clip_config: ClipModelConfig | None = None,
+) -> tuple[CellClassifier, Path | None]:
+    """Train a model on a lake's labelled, non-flagged cells and register it in the lake.
+
+    Parameters
+    ----------
+    lake
+        The lake (processed by ``cellsift run``).
+    kind
+        ``ensemble`` (default), ``features`` or ``clips``.
+    labels
+        Where labels come from (lake ``labels`` table, optionally by source, or a CSV).
+    model_id
+        Registry id (default: generated from kind and time).
+    seed
+        Random seed.
+    register
+        Store the model under ``LAKE/models/<model_id>``.
+    overwrite
+        Replace a registered model of the same id.
+    clip_config
+        Clip-model settings (default :class:`ClipModelConfig`).
+
+    Returns
+    -------
+    model, path
+        The trained model and its registry folder (``None`` if not registered).
+    """
+    from .registry import register_model
+
+    cfg = clip_config or ClipModelConfig(seed=seed)
+    data = load_cell_data(lake, labels=labels, model_crop=cfg.model_crop, pool=cfg.pool)
+    model = train_model(data, kind, seed=seed, clip_config=cfg, model_id=model_id)
+    _attach_oof_metrics(model)
+    path = register_model(model, lake, overwrite=overwrite) if register else None
+    return model, path
+
+
+def fine_tune_on_lake(
+    lake: str | PathLike[str],
+    *,
+    base: str | PathLike[str] = "default",
+    labels: LabelSpec = LabelSpec(),
+    model_id: str | None = None,
+    seed: int = 0,
+    register: bool = True,
+    overwrite: bool = False,
+) -> tuple[CellClassifier, Path | None]:
+    """Fine-tune ``base`` (default: the shipped model) on a lab's labels and register the result.
+
+    The lake's cells must come from the clip geometry and frame rate the base model was
+    trained at (its card is checked first).
+    """
+    from .registry import load_model, register_model
+
+    model = load_model(base, lake=lake)
+    card = model.card
+    assert card is not None
+    crop = card.clip_model_crop or 24
+    pool = card.clip_pool or 2
+    data = load_cell_data(lake, labels=labels, clips=model.uses_clips, model_crop=crop, pool=pool,
+                          target_fps=card.fps if model.uses_clips and card.fps else None)
+    card.check_compatible(
+        pipeline_version=str(data.table["pipeline_version"].dropna().iloc[0])
+        if "pipeline_version" in data.table and data.table["pipeline_version"].notna().any() else None,
+        columns=list(data.table.columns), fps=data.fps, where=str(lake),
+        clip_frames=data.clips.n_frames if data.clips is not None else None,
+        clip_n_before=data.clips.n_before if data.clips is not None else None,
+        clip_crop_px=data.clips.crop_px if data.clips is not None else None,
+    )
+    tuned = fine_tune(model, data, seed=seed, model_id=model_id)
+    _attach_oof_metrics(tuned)
+    path = register_model(tuned, lake, overwrite=overwrite) if register else None
+    return tuned, path
+
+
+def _attach_oof_metrics(model: CellClassifier) -> None:
+    """Put the ensemble's out-of-fold metrics (grouped by animal) on its card."""
+    from .evaluation import binary_metrics
+
+    oof = getattr(model, "oof", None)
+    if oof is None or model.card is None:
+        return
+    metrics = {
+        name: binary_metrics(oof["y"].to_numpy(), oof[name].to_numpy(),
+                             threshold=model.decision_threshold if name == "p_good" else 0.5)
+        for name in ("p_features", "p_clips", "p_good") if name in oof
+    }
+    model.card = replace(model.card, metrics={**dict(model.card.metrics), "out_of_fold": metrics})

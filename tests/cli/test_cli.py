@@ -18,7 +18,7 @@ runner = CliRunner()
 def test_help_lists_commands():
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
-    for command in ("simulate", "ingest", "run", "query", "catalog", "demo"):
+    for command in ("simulate", "ingest", "run", "query", "catalog", "demo", "train", "evaluate", "models"):
         assert command in result.output
 
 
@@ -50,6 +50,17 @@ def test_run_then_query_to_csv_and_parquet(tiny_lake, tmp_path):
     assert result.exit_code == 0, result.output
     assert "Dask dashboard: http://" in result.output
     assert "4 processed" in result.output
+    # every cell classified by the shipped model; flagged cells keep their flag
+    assert "classification (cellsift-default-v1):" in result.output
+    cells = pd.read_parquet(tiny_lake / "tables" / "cells", partitioning=None)
+    assert cells["p_good"].between(0, 1).all() and set(cells["label"]) <= {"good", "bad"}
+    assert (cells["model_id"] == "cellsift-default-v1").all()
+    assert cells.loc[cells["label"] == "good", "reason"].isna().all()
+    assert cells["overlap_flag"].any()
+    # a second run finds everything up to date, also the classification
+    again = runner.invoke(app, ["run", "--lake", str(tiny_lake), "--workers", "1", "--dashboard-port", "0",
+                                "--no-progress"])
+    assert again.exit_code == 0 and "already classified" in again.output, again.output
     sql = "SELECT animal, count(*) AS n FROM cells GROUP BY animal ORDER BY animal"
     result = runner.invoke(app, ["query", "--lake", str(tiny_lake), sql])
     assert result.exit_code == 0, result.output
@@ -97,3 +108,30 @@ def test_analyze_and_report_commands(tiny_lake, tmp_path):
     result = runner.invoke(app, ["report", "--lake", str(tiny_lake), "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert (out / "index.html").exists() and list(out.glob("*.png"))
+
+
+def test_train_evaluate_and_models_list(tiny_lake, tmp_path):
+    result = runner.invoke(app, ["run", "--lake", str(tiny_lake), "--workers", "1", "--dashboard-port", "0",
+                                 "--no-progress", "--no-classify"])
+    assert result.exit_code == 0 and "classification" not in result.output, result.output
+    result = runner.invoke(app, ["train", "--lake", str(tiny_lake), "--kind", "features", "--model-id", "lab-v1",
+                                 "--source", "simulator"])
+    assert result.exit_code == 0, result.output
+    assert (tiny_lake / "models" / "lab-v1" / "card.json").is_file()
+    result = runner.invoke(app, ["models", "list", "--lake", str(tiny_lake)])
+    assert result.exit_code == 0 and "lab-v1" in result.output and "default" in result.output
+    report = tmp_path / "report"
+    result = runner.invoke(app, ["evaluate", "--lake", str(tiny_lake), "--model", "default", "--report", str(report)])
+    assert result.exit_code == 0, result.output
+    assert "balanced accuracy" in result.output and (report / "report.json").is_file()
+    result = runner.invoke(app, ["run", "--lake", str(tiny_lake), "--workers", "1", "--dashboard-port", "0",
+                                 "--no-progress", "--model", "lab-v1"])
+    assert result.exit_code == 0 and "classification (lab-v1)" in result.output, result.output
+    result = runner.invoke(app, ["montage", "--lake", str(tiny_lake), "--out", str(tmp_path / "calls.png"), "--n", "4"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "calls.png").stat().st_size > 10_000
+    result = runner.invoke(app, ["run", "--lake", str(tiny_lake), "--workers", "1", "--dashboard-port", "0",
+                                 "--no-progress", "--model", "no-such-model"])
+    assert result.exit_code == 1 and "no-such-model" in result.output
+    result = runner.invoke(app, ["train", "--kind", "features"])
+    assert result.exit_code == 1 and "--lake" in result.output

@@ -118,6 +118,28 @@ def test_real_sessions_run_through_the_pipeline(real_lake: tuple[Path, list]) ->
     assert set(sessions["n_frames"]) == {1000}
 
 
+def test_real_sessions_are_classified_by_the_shipped_model(real_lake: tuple[Path, list]) -> None:  # type: ignore[type-arg]
+    """The Minian session (10 Hz: clips resampled to the model's 20 Hz) and the movie-less
+    CNMF-E neuron (scored by the ensemble's table-only model) are both classified."""
+    from distributed import Client, LocalCluster
+
+    from cellsift.pipeline.classify import classify_lake
+    from cellsift.pipeline.run import run_pipeline
+
+    lake, _ = real_lake
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
+        with Client(cluster) as client:
+            run_pipeline(lake, client=client)  # up to date if the test above ran
+            preds = classify_lake(lake, "default", client=client)
+    assert preds.attrs["failed"] == []
+    cells = cellsift.open_lake(lake).cells
+    assert cells["p_good"].between(0, 1).all() and cells["label"].isin(["good", "bad"]).all()
+    frac_good = cells.groupby("session")["label"].apply(lambda s: (s == "good").mean())
+    # real CNMF-E / Minian output has both real cells and artifacts
+    assert 0.05 < frac_good["minian_demo"] < 0.95 and 0.05 < frac_good["cnmfe_neuron"] <= 1.0
+    assert cells.loc[cells["label"] == "bad", "reason"].notna().mean() > 0.5
+
+
 def test_real_minian_without_declared_downsampling(tmp_path: Path) -> None:
     manifest = write_manifest_csv(
         tmp_path / "cohort.csv",
