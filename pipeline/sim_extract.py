@@ -661,7 +661,9 @@ def extract_units(
                          noise_factor=float(rng.uniform(0.9, 1.2)),
                          tau_rise_s=float(rng.uniform(0.08, 0.2)), tau_decay_s=float(rng.uniform(0.8, 2.0))))
 
-    all_units = units + arts
+    # an artifact drawn at the edge of the field of view can fall outside it: CNMF-E never
+    # returns an empty component, so neither does the simulator
+    all_units = [u for u in units + arts if u.values.size and np.any(u.values > 0)]
     order = rng.permutation(len(all_units))
     all_units = [all_units[i] for i in order]
     gaps = rng.choice([0] * 14 + [1, 1, 2, 4], size=len(all_units))  # deleted components

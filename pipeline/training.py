@@ -538,6 +538,7 @@ class CohortSpec:
     n_frames: int = 2000
     height: int = 160
     width: int = 160
+    fps: float = 20.0
 
     def config(self) -> Any:
         """The ``SimulationConfig`` of this cohort."""
@@ -547,7 +548,7 @@ class CohortSpec:
             n_animals=self.n_animals, n_frames=self.n_frames, height=self.height, width=self.width,
             cell_density=self.cell_density, artifact_fraction=self.artifact_fraction,
             noise_scale=self.noise_scale, background_scale=self.background_scale,
-            motion_px=self.motion_px, seed=self.seed, cohort=self.cohort,
+            motion_px=self.motion_px, seed=self.seed, cohort=self.cohort, fps=self.fps,
         )
 
 

@@ -467,3 +467,14 @@ def test_calcium_kernel_and_deconvolution() -> None:
     assert c.shape == s.shape == (1, 600) and np.all(c >= 0) and np.all(s >= 0)
     assert np.corrcoef(c[0], c_true)[0, 1] > 0.9
     assert s[0, 45:56].sum() > 0 and s[0, 100:190].sum() == 0
+
+
+def test_no_empty_footprint_even_when_an_artifact_falls_outside_the_frame(tmp_path: Path) -> None:
+    """Regression: seed 2024 at 10 Hz drew a fragment outside the field of view of m03/d2_safety
+    (an all-zero component that ingest rightly refuses); such units are dropped."""
+    cfg = SimulationConfig(n_animals=3, n_frames=1000, fps=10.0, seed=2024,
+                           noise_scale=1.0, cell_density=16.0, artifact_fraction=0.35, cohort="zs10hz")
+    simulate_cohort(tmp_path, cfg, n_workers=1)
+    for path in sorted(tmp_path.glob("m*/*/cnmfe_results.mat")):
+        A = sp.csc_matrix(_load_results(path).A)
+        assert (np.asarray(abs(A).sum(axis=0)).ravel() > 0).all(), path
