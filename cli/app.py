@@ -281,7 +281,8 @@ def _classification_line(preds: Any) -> str:
     n_sessions = preds.groupby(["cohort", "animal", "session"]).ngroups
     return (f"classification ({models}): {n} cells in {n_sessions} session(s), {good} good ({good / n:.0%}), "
             f"{n - good} bad, {int(preds['ood_flag'].sum())} out of the training distribution"
-            + (f"; {skipped} session(s) already classified" if skipped else ""))
+            + (f"; {skipped} session(s) already classified" if skipped else "")
+            + (f"  (provenance: {preds.attrs['record_path']})" if preds.attrs.get("record_path") else ""))
 
 
 def _warn_ood_sessions(preds: Any) -> None:
@@ -446,8 +447,11 @@ def train(
     t0 = time.perf_counter()
     try:
         if default is not None:
+            import distributed  # noqa: F401  (sets its own log levels on import: quiet them after)
+
             from cellsift.pipeline.training import train_default_model
 
+            _quiet_dask(verbose)
             _echo("rebuilding the default model from its simulated cohorts (about 15-30 min on 2 CPU cores)")
             out = train_default_model(default, work_dir=work)
             _echo(f"default model written to {out} in {time.perf_counter() - t0:.0f} s")

@@ -401,7 +401,37 @@ def classify_lake(
         write_predictions(lk.root, preds)
     preds.attrs["failed"] = failed
     preds.attrs["skipped"] = skipped
+    if write:
+        preds.attrs["record_path"] = _write_record(lk.root, model_dir, preds, failed, skipped, strict)
     return preds
+
+
+def _write_record(root: Path, model_dir: str, preds: pd.DataFrame, failed: list, skipped: int,
+                  strict: bool) -> Path:
+    """Provenance of a classification: model, card hash, versions, sessions scored."""
+    from cellsift.catalog.layout import LakeLayout
+
+    from .provenance import host_info, new_run_id, package_versions, utc_now, write_json_atomic
+
+    card = ModelCard.read(model_dir)
+    run_id = "classify-" + new_run_id()
+    scored = (preds.groupby(["cohort", "animal", "session"]).agg(n=("unit_id", "size"),
+                                                                   good=("label", lambda s: int((s == "good").sum())))
+              .reset_index() if len(preds) else pd.DataFrame(columns=["cohort", "animal", "session", "n", "good"]))
+    record = {
+        "run_id": run_id, "kind": "classify", "finished_at": utc_now().isoformat(),
+        "model": {"model_id": card.model_id, "kind": card.kind, "path": model_dir, "card_hash": card.card_hash(),
+                  "decision_threshold": dict(card.params).get("decision_threshold")},
+        "strict": strict, "versions": package_versions(), "host": host_info(),
+        "sessions": [{"cohort": r.cohort, "animal": r.animal, "session": r.session, "n_cells": int(r.n),
+                      "n_good": int(r.good)} for r in scored.itertuples()],
+        "failed": [{"cohort": c, "animal": a, "session": s_, "error": e} for c, a, s_, e in failed],
+        "skipped_up_to_date": skipped,
+    }
+    path = LakeLayout(root).runs / f"{run_id}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(record, path)
+    return path
 
 
 def write_predictions(lake: str | PathLike[str], predictions: pd.DataFrame) -> int:

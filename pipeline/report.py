@@ -26,6 +26,7 @@ from __future__ import annotations
 import html
 import logging
 import math
+import warnings
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -290,8 +291,10 @@ def _heatmap_figure(
         for t2 in TONE_EVENTS:
             mm = mats[t2]
             if mm.size and np.isfinite(mm).any():
-                mean = np.nanmean(mm, axis=0)
-                sem = np.nanstd(mm, axis=0) / math.sqrt(max(mm.shape[0], 1))
+                with np.errstate(all="ignore"), warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)  # time bins no cell covers: NaN
+                    mean = np.nanmean(mm, axis=0)
+                    sem = np.nanstd(mm, axis=0) / math.sqrt(max(mm.shape[0], 1))
                 style = "-" if t2 == tone else ":"
                 axm.plot(grid, mean, style, color=_TONE_COLOURS[t2], lw=1.5 if t2 == tone else 0.8, label=t2)
                 if t2 == tone:

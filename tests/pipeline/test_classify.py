@@ -129,6 +129,12 @@ def test_classify_lake_on_dask_fills_the_cells_table(processed_lake, lake_model,
     pd.testing.assert_series_equal(a["overlap_flag"], b["overlap_flag"])  # flags kept
     pd.testing.assert_series_equal(a["spatial_corr"], b["spatial_corr"])
     assert not (lake / "run.lock").exists()
+    import json
+
+    record = json.loads(Path(preds.attrs["record_path"]).read_text())
+    assert record["kind"] == "classify" and record["model"]["model_id"] == after["model_id"].iloc[0]
+    assert len(record["model"]["card_hash"]) == 16 and record["versions"]["torch"]
+    assert sum(r["n_cells"] for r in record["sessions"]) == len(after) and record["failed"] == []
 
 
 def test_inference_runs_on_the_gpu_worker_of_a_real_cluster(processed_lake, lake_model, tmp_path):  # noqa: F811
