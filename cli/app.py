@@ -573,10 +573,11 @@ def models_list(
         frame = list_models(lake)
     except CellsiftError as exc:
         raise _fail(exc) from None
-    cols = ["model_id", "kind", "source", "created_at", "n_train_cells", "n_animals", "balanced_accuracy",
-            "roc_auc", "parent_model_id"]
+    cols = ["model_id", "card_id", "kind", "source", "created_at", "n_train_cells", "n_animals",
+            "balanced_accuracy", "roc_auc", "parent_model_id"]
     with pd.option_context("display.width", 200, "display.max_columns", 20):
-        _echo(frame[cols].to_string(index=False) if len(frame) else "(no models)")
+        _echo(frame[cols].astype(object).where(frame[cols].notna(), "-").to_string(index=False)
+              if len(frame) else "(no models)")
 
 
 @app.command("catalog")

@@ -14,7 +14,9 @@
   model_id, ood_score, ood_flag`` columns.
 
 Cells flagged by the overlap filter are scored like the others and keep their
-``overlap_flag``; the models never trained on such cells.
+``overlap_flag``; the models never trained on such cells, so their ``ood_flag`` stays
+False (their ``ood_score`` is kept): the OOD flag warns about cells the overlap filter
+did not already mark.
 """
 
 from __future__ import annotations
@@ -265,6 +267,8 @@ def classify_session(
         p, reason_p = model.predict(data)
         reason = model.predict_reason(data, proba=reason_p)
         score, flag = model.ood_scores(data)
+        if "overlap_flag" in sub:  # flagged cells lie outside the training data by construction
+            flag = flag & ~sub["overlap_flag"].fillna(False).to_numpy(dtype=bool)
         label = np.where(p >= model.decision_threshold, "good", "bad")
         parts.append(pd.DataFrame({
             "unit_id": sub["unit_id"].to_numpy(dtype=np.int64),

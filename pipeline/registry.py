@@ -154,6 +154,7 @@ def _card_row(card: ModelCard, path: Path, source: str) -> dict[str, Any]:
     training = dict(card.training or {})
     return {
         "model_id": card.model_id,
+        "card_id": card.model_id,
         "kind": card.kind,
         "source": source,
         "created_at": card.created_at,
@@ -175,7 +176,8 @@ def list_models(lake: str | PathLike[str] | None = None, *, include_default: boo
     Returns
     -------
     pandas.DataFrame
-        One row per model: ``model_id, kind, source ('package'/'lake'), created_at,
+        One row per model: ``model_id`` (``default`` for the shipped one), ``card_id`` (the
+        id on its card, which predictions carry), ``kind, source ('package'/'lake'), created_at,
         n_train_cells, n_animals, cohorts, balanced_accuracy, roc_auc, pipeline_version,
         fps, parent_model_id, path``. Folders without a readable card are skipped with
         a warning.
@@ -183,8 +185,7 @@ def list_models(lake: str | PathLike[str] | None = None, *, include_default: boo
     rows = []
     if include_default and (DEFAULT_MODEL_DIR / CARD_NAME).is_file():
         card = ModelCard.read(DEFAULT_MODEL_DIR)
-        rows.append({**_card_row(card, DEFAULT_MODEL_DIR, "package"), "model_id": DEFAULT_NAME,
-                     "parent_model_id": card.model_id if card.parent_model_id is None else card.parent_model_id})
+        rows.append({**_card_row(card, DEFAULT_MODEL_DIR, "package"), "model_id": DEFAULT_NAME})
     if lake is not None:
         root = models_dir(lake)
         for folder in sorted(root.iterdir()) if root.is_dir() else []:
@@ -196,7 +197,7 @@ def list_models(lake: str | PathLike[str] | None = None, *, include_default: boo
                 logger.warning("skipping %s: %s", folder, exc)
                 continue
             rows.append(_card_row(card, folder, "lake"))
-    cols = ["model_id", "kind", "source", "created_at", "n_train_cells", "n_animals", "cohorts",
+    cols = ["model_id", "card_id", "kind", "source", "created_at", "n_train_cells", "n_animals", "cohorts",
             "balanced_accuracy", "roc_auc", "pipeline_version", "fps", "parent_model_id", "path"]
     return pd.DataFrame(rows, columns=cols)
 

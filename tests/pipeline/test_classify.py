@@ -55,6 +55,9 @@ def test_classify_session_outputs_every_cell(processed_lake, lake_model):  # noq
     assert out["model_id"].nunique() == 1 and out["ood_score"].notna().all()
     good = out["label"] == "good"
     assert out.loc[good, "reason"].isna().all()
+    # overlap-flagged cells are outside the training data by construction: scored, not OOD-flagged
+    flagged = cells["overlap_flag"].to_numpy(dtype=bool)
+    assert not out.loc[flagged, "ood_flag"].any() and out.loc[flagged, "ood_score"].notna().all()
     # batching does not change the result (session-relative features use the whole session)
     whole = classify_session(cells, clips, str(lake_model), fps=fps)
     np.testing.assert_allclose(whole["p_good"], out["p_good"], atol=1e-6)
