@@ -32,7 +32,7 @@ from typing import Any, Final
 import numpy as np
 import pandas as pd
 
-from cellsift.schemas.errors import LakeError, ModelMismatchError
+from cellsift.schemas.errors import LakeError
 
 from .models_base import CellClassifier, CellData, ModelCard
 
@@ -225,7 +225,7 @@ def classify_session(
     if model.uses_clips and clip_store_path is None and not model.can_score_without_clips:
         raise LakeError("the model reads clips but no clip store was given", field="clips_path",
                         fix="pass the session's clip store (sessions.clips_path)")
-    geometry = _clip_geometry(Path(clip_store_path)) if model.uses_clips and clip_store_path is not None else {}
+    geometry = _clip_geometry(Path(clip_store_path)) if read_clips else {}
     if fps is None and "fps" in cells and cells["fps"].notna().any():
         fps = float(cells["fps"].dropna().iloc[0])
     time_step = 1.0
@@ -234,8 +234,6 @@ def classify_session(
         if abs(time_step - 1.0) > 0.1:
             logger.warning("%s: clips resampled from %.3g Hz to the %.3g Hz of model '%s'",
                            where, float(fps), float(card.fps), model.model_id)
-    elif model.uses_clips and not read_clips:
-        logger.warning("%s: no movie, scored without clips", where or "session")
     if card is not None:
         version = None
         if "pipeline_version" in cells and cells["pipeline_version"].notna().any():
@@ -368,7 +366,8 @@ def classify_lake(
     if len(sessions) == 0:
         raise LakeError("the lake has no processed sessions", path=lk.root, fix="run 'cellsift run' first")
     groups = cells.groupby(["cohort", "animal", "session"], sort=True)
-    model_id = ModelCard.read(model_dir).model_id
+    card = ModelCard.read(model_dir)
+    model_id = card.model_id
     jobs = []
     skipped = 0
     for row in sessions.sort_values(["cohort", "animal", "session"]).itertuples():
@@ -406,18 +405,17 @@ def classify_lake(
     preds.attrs["failed"] = failed
     preds.attrs["skipped"] = skipped
     if write:
-        preds.attrs["record_path"] = _write_record(lk.root, model_dir, preds, failed, skipped, strict)
+        preds.attrs["record_path"] = _write_record(lk.root, model_dir, card, preds, failed, skipped, strict)
     return preds
 
 
-def _write_record(root: Path, model_dir: str, preds: pd.DataFrame, failed: list, skipped: int,
+def _write_record(root: Path, model_dir: str, card: ModelCard, preds: pd.DataFrame, failed: list, skipped: int,
                   strict: bool) -> Path:
     """Provenance of a classification: model, card hash, versions, sessions scored."""
     from cellsift.catalog.layout import LakeLayout
 
     from .provenance import host_info, new_run_id, package_versions, utc_now, write_json_atomic
 
-    card = ModelCard.read(model_dir)
     run_id = "classify-" + new_run_id()
     scored = (preds.groupby(["cohort", "animal", "session"]).agg(n=("unit_id", "size"),
                                                                    good=("label", lambda s: int((s == "good").sum())))
@@ -484,12 +482,3 @@ def write_predictions(lake: str | PathLike[str], predictions: pd.DataFrame) -> i
     logger.info("wrote predictions for %d session(s) into %s", n, layout.tables_dir("cells"))
     return n
 
-
-def model_summary(model: CellClassifier) -> dict[str, Any]:
-    """Short description of a loaded model (id, kind, threshold, device)."""
-    from .model_clips import choose_device
-
-    if model.card is None:
-        raise ModelMismatchError("the model has no card", fix="train or load it")
-    return {"model_id": model.model_id, "kind": model.kind, "decision_threshold": model.decision_threshold,
-            "device": choose_device("auto")}

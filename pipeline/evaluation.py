@@ -554,7 +554,9 @@ def _histories(model: CellClassifier) -> dict[str, list[dict[str, float]]]:
 
 def _montage(plt: Any, pred: pd.DataFrame, data: CellData, out: Path, n: int, threshold: float) -> None:
     """Peak frames of the most confident good/bad cells and the most uncertain cells."""
-    assert data.clips is not None
+    if data.clips is None:
+        raise InputFormatError("a montage needs the cells' clips", field="clips",
+                               fix="load the cells with clips=True")
     p = pred["p_good"].to_numpy()
     order = np.argsort(p)
     rows = {
@@ -619,8 +621,7 @@ def evaluate_on_lake(
     from .training import LabelSpec, load_cell_data
 
     mdl = load_model(model, lake=lake)
-    card = mdl.card
-    assert card is not None
+    card = mdl.require_card()
     data = load_cell_data(lake, labels=labels or LabelSpec(), clips=mdl.uses_clips,
                           model_crop=card.clip_model_crop or 24, pool=card.clip_pool or 2, cohorts=cohorts,
                           target_fps=card.fps if mdl.uses_clips and card.fps else None)

@@ -566,8 +566,7 @@ def _split_valid(data: CellData, fraction: float, seed: int) -> tuple[np.ndarray
     """
     from sklearn.model_selection import GroupShuffleSplit, StratifiedShuffleSplit
 
-    y = data.y
-    assert y is not None
+    y = data.require_labels(what="the early-stopping split")
     groups = data.groups
     idx = np.arange(len(data))
     if len(set(groups)) >= 10:
@@ -714,8 +713,7 @@ class ClipClassifier(CellClassifier):
             fit_data, val_data = train, valid.take(valid.y >= 0)
         c_tr = self._clips(fit_data)
         c_va = self._clips(val_data) if len(val_data) else None
-        y_tr = fit_data.y
-        assert y_tr is not None
+        y_tr = fit_data.require_labels(what="the clip model's training split")
         rng = np.random.default_rng(cfg.seed)
         torch.manual_seed(cfg.seed)
         self.net = _build_network(cfg, load_backbone=init_state is None).to(self.device)

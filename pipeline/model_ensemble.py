@@ -181,8 +181,7 @@ class EnsembleClassifier(CellClassifier):
 
         from .training import grouped_folds
 
-        y = data.y
-        assert y is not None
+        y = data.require_labels(what="the ensemble")
         if len(set(data.groups)) >= 2:
             return list(grouped_folds(data.groups, y, n_folds=self.config.n_folds, seed=self.config.seed))
         logger.warning("only one animal: out-of-fold calibration uses stratified (not grouped) folds")
@@ -204,7 +203,11 @@ class EnsembleClassifier(CellClassifier):
     def _fit_bases(
         self, data: CellData, seed: int, *, init: EnsembleClassifier | None = None
     ) -> tuple[FeatureClassifier, ClipClassifier]:
-        fit_data, val = self._split(data, seed)
+        return self._fit_bases_on(*self._split(data, seed), seed, init=init)
+
+    def _fit_bases_on(
+        self, fit_data: CellData, val: CellData | None, seed: int, *, init: EnsembleClassifier | None = None
+    ) -> tuple[FeatureClassifier, ClipClassifier]:
         fm = FeatureClassifier(replace(self.config.features, seed=seed)).fit(fit_data, valid=val)
         cm = ClipClassifier(replace(self.config.clips, seed=seed))
         if init is not None:
@@ -242,8 +245,8 @@ class EnsembleClassifier(CellClassifier):
             fold_of[te] = k
             logger.info("ensemble fold %d: %d train / %d calibration cells", k, len(tr), len(te))
         self.calibrator = Calibrator.fit(lf, lc, y, method=self.config.calibration)
-        self.features, self.clips = self._fit_bases(train, self.config.seed, init=init)
         fit_data, val = self._split(train, self.config.seed)
+        self.features, self.clips = self._fit_bases_on(fit_data, val, self.config.seed, init=init)
         self.table_only = FeatureClassifier(
             replace(self.config.features, seed=self.config.seed, clip_features=False, movie_features=False)
         ).fit(fit_data, valid=val)
@@ -302,9 +305,13 @@ class EnsembleClassifier(CellClassifier):
         cal = self._check()
         n = len(data)
         with_c, without = self._split_by_clips(data)
-        if len(without) and self.table_only is None:
+        table_only = self.table_only
+        if len(without) and table_only is None:
             if data.clips is None:
-                self._without_clips(data)  # raises with a clear message
+                raise ModelMismatchError(
+                    f"ensemble '{self.model_id}' needs clips and has no table-only model",
+                    fix="process the session with its movie, or re-train the ensemble with this cellsift",
+                )
             with_c, without = np.arange(n), np.zeros(0, dtype=np.int64)  # score all-invalid clips as they are
         pf = np.full(n, np.nan)
         pc = np.full(n, np.nan)
@@ -313,32 +320,25 @@ class EnsembleClassifier(CellClassifier):
         have_reasons = False
         if len(with_c):
             sub = data.take(with_c) if len(with_c) < n else data
-            lf = _logit(self.features.predict_proba(sub))
+            p_f, rf = self.features.predict(sub)
+            lf = _logit(p_f)
             lc, rc = self.clips.predict_logit(sub)
             pf[with_c], pc[with_c], pg[with_c] = _sigmoid(lf), _sigmoid(lc), cal(lf, lc)
-            parts = [p for p in (self.features.reason_proba(sub), rc) if p is not None]
+            parts = [p for p in (rf, rc) if p is not None]
             if parts:
                 reasons[with_c] = np.mean(parts, axis=0)
                 have_reasons = True
-        if len(without):
+        if len(without) and table_only is not None:
             sub = data.take(without) if len(without) < n else data
-            p, r = self._without_clips(sub)
+            logger.warning("%d cell(s) without clips (no movie): scored by the table-only feature model of '%s'",
+                           len(without), self.model_id)
+            p, r = table_only.predict(sub)
             pf[without], pg[without] = p, p
             if r is not None:
                 reasons[without] = r
                 have_reasons = True
         frame = pd.DataFrame({"p_features": pf, "p_clips": pc, "p_good": pg})
         return frame, (np.nan_to_num(reasons, nan=0.0) if have_reasons else None)
-
-    def _without_clips(self, data: CellData) -> tuple[np.ndarray, np.ndarray | None]:
-        if self.table_only is None:
-            raise ModelMismatchError(
-                f"ensemble '{self.model_id}' needs clips and has no table-only model",
-                fix="process the session with its movie, or re-train the ensemble with this cellsift",
-            )
-        logger.warning("no clips: scored by the table-only feature model of '%s' (no movie-based evidence)",
-                       self.model_id)
-        return self.table_only.predict_proba(data), self.table_only.reason_proba(data)
 
     def predict_detailed(self, data: CellData) -> tuple[pd.DataFrame, np.ndarray | None]:
         """:meth:`predict_parts` and the reason probabilities, with one pass of each base model.
@@ -383,7 +383,7 @@ class EnsembleClassifier(CellClassifier):
     def save(self, folder: str | PathLike[str]) -> Path:
         """Write ``features.npz``, ``clips.pt``, ``ensemble.npz`` and ``card.json``."""
         cal = self._check()
-        assert self.card is not None
+        self.require_card()
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         files = {**self.features.save_weights(folder), **self.clips.save_weights(folder), **self._save_ood(folder)}

@@ -311,6 +311,14 @@ def _best_iteration(model: Any, X: np.ndarray, y: np.ndarray) -> int:
     return best
 
 
+def _reason_matrix(trees: TreeEnsemble, X: np.ndarray) -> np.ndarray:
+    """``(n, len(REASONS))`` reason probabilities from the reason booster."""
+    out = np.zeros((len(X), len(REASONS)))
+    if len(X):
+        out[:, trees.classes] = trees.predict_proba(X)
+    return out
+
+
 class FeatureClassifier(CellClassifier):
     """Gradient-boosted trees on the quality features (see the module docstring).
 
@@ -406,23 +414,23 @@ class FeatureClassifier(CellClassifier):
 
     def predict_proba(self, data: CellData) -> np.ndarray:
         """Return ``p_good`` per cell (class-balanced, not calibrated)."""
-        trees = self._check_fitted()
-        if len(data) == 0:
-            return np.zeros(0)
-        proba = trees.predict_proba(self._matrix(data))
-        return proba[:, list(trees.classes).index(1)]
+        return self._p_good(self._matrix(data))
 
     def reason_proba(self, data: CellData) -> np.ndarray | None:
         """Return ``(n, len(REASONS))`` reason probabilities, ``None`` without a reason model."""
         self._check_fitted()
-        if self.reason_trees is None:
-            return None
-        out = np.zeros((len(data), len(REASONS)))
-        if len(data) == 0:
-            return out
-        proba = self.reason_trees.predict_proba(self._matrix(data))
-        out[:, self.reason_trees.classes] = proba
-        return out
+        return None if self.reason_trees is None else _reason_matrix(self.reason_trees, self._matrix(data))
+
+    def predict(self, data: CellData) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(p_good, reason probabilities)`` from one input matrix (clip summaries computed once)."""
+        X = self._matrix(data)
+        return self._p_good(X), (None if self.reason_trees is None else _reason_matrix(self.reason_trees, X))
+
+    def _p_good(self, X: np.ndarray) -> np.ndarray:
+        trees = self._check_fitted()
+        if len(X) == 0:
+            return np.zeros(0)
+        return trees.predict_proba(X)[:, list(trees.classes).index(1)]
 
     def feature_importance(self) -> pd.Series:
         """Split counts per input column (how often the trees use each feature)."""

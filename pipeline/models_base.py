@@ -250,7 +250,7 @@ class CellData:
             raise InputFormatError(
                 f"{what} needs a good/bad label for every cell",
                 field="label",
-                fix="drop unlabelled cells before training (training.load_training_data does)",
+                fix="drop unlabelled cells before training (training.load_cell_data does)",
             )
         if len(np.unique(self.y)) < 2:
             raise InputFormatError(
@@ -269,10 +269,9 @@ class CellData:
             raise InputFormatError("nothing to concatenate", field="cells")
         table = pd.concat([p.table for p in parts], ignore_index=True)
         clips = None
-        if all(p.clips is not None for p in parts):
-            c0 = parts[0].clips
-            assert c0 is not None
-            geoms = {(p.clips.dynamic.shape[1:], p.clips.n_before, p.clips.pool) for p in parts if p.clips}
+        arrays = [p.clips for p in parts if p.clips is not None]
+        if len(arrays) == len(parts):
+            geoms = {(c.dynamic.shape[1:], c.n_before, c.pool) for c in arrays}
             if len(geoms) > 1:
                 raise InputFormatError(
                     f"clip geometries differ between sessions: {sorted(map(str, geoms))}",
@@ -280,10 +279,10 @@ class CellData:
                     fix="process all sessions with the same pipeline parameters",
                 )
             clips = replace(
-                c0,
-                dynamic=np.concatenate([p.clips.dynamic for p in parts if p.clips]),
-                static=np.concatenate([p.clips.static for p in parts if p.clips]),
-                valid=np.concatenate([p.clips.valid for p in parts if p.clips]),
+                arrays[0],
+                dynamic=np.concatenate([c.dynamic for c in arrays]),
+                static=np.concatenate([c.static for c in arrays]),
+                valid=np.concatenate([c.valid for c in arrays]),
             )
         y = np.concatenate([p.y for p in parts]) if all(p.y is not None for p in parts) else None
         reasons = (
@@ -694,6 +693,12 @@ class CellClassifier(ABC):
     def load(cls, folder: str | PathLike[str]) -> CellClassifier:
         """Read a model written by :meth:`save` (verifies the card's file hashes)."""
 
+    def require_card(self) -> ModelCard:
+        """The model's card; raises if the model is not trained (or loaded) yet."""
+        if self.card is None:
+            raise ModelMismatchError(f"the {self.kind} model is not trained", fix="call fit() or load a saved model")
+        return self.card
+
     @classmethod
     def _checked_card(cls, folder: Path) -> ModelCard:
         """The card of ``folder``, refused if it is another kind or a weight file changed."""
@@ -708,12 +713,11 @@ class CellClassifier(ABC):
 
     def _save_base(self, folder: str | PathLike[str], weights: Callable[[Path], dict[str, str]]) -> Path:
         """Write ``weights(folder)``, the OOD detector and ``card.json`` (with file hashes)."""
-        if self.card is None:
-            raise ModelMismatchError(f"the {self.kind} model is not trained", fix="call fit() first")
+        card = self.require_card()
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         files = {**weights(folder), **self._save_ood(folder)}
-        self.card = replace(self.card, files=files)
+        self.card = replace(card, files=files)
         self.card.write(folder)
         return folder
 

@@ -465,8 +465,7 @@ def _rename(model: CellClassifier, model_id: str) -> None:
     from .registry import check_model_id
 
     check_model_id(model_id)
-    assert model.card is not None
-    model.card = replace(model.card, model_id=model_id)
+    model.card = replace(model.require_card(), model_id=model_id)
 
 
 def fine_tune(
@@ -512,8 +511,7 @@ def fine_tune(
         model = make_model(base.kind, seed=seed)
         fit_data, val = _early_split(train, 0.2, seed)
         model.fit(fit_data, valid=val)
-    assert model.card is not None
-    model.card = replace(model.card, parent_model_id=parent)
+    model.card = replace(model.require_card(), parent_model_id=parent)
     if model_id is not None:
         _rename(model, model_id)
     return model
@@ -695,12 +693,12 @@ def train_default_model(
         model = train_model(data, recipe.kind, seed=recipe.seed, clip_config=recipe.clip_config,
                             model_id=recipe.model_id, n_folds=recipe.n_folds)
         seconds = time.perf_counter() - t0
-        assert model.card is not None
         _attach_oof_metrics(model)
-        metrics = {**dict(model.card.metrics), "train_seconds": round(seconds, 1),
+        card = model.require_card()
+        metrics = {**dict(card.metrics), "train_seconds": round(seconds, 1),
                    "train_cells_per_second": round(len(data) / max(seconds, 1e-9), 2)}
-        training = {**dict(model.card.training), "recipe": _recipe_dict(recipe)}
-        model.card = replace(model.card, metrics=metrics, training=training)
+        training = {**dict(card.training), "recipe": _recipe_dict(recipe)}
+        model.card = replace(card, metrics=metrics, training=training)
         staging = out.with_name(f".{out.name}.staging")
         shutil.rmtree(staging, ignore_errors=True)
         model.save(staging)
@@ -791,8 +789,7 @@ def fine_tune_on_lake(
     from .registry import load_model, register_model
 
     model = load_model(base, lake=lake)
-    card = model.card
-    assert card is not None
+    card = model.require_card()
     crop = card.clip_model_crop or 24
     pool = card.clip_pool or 2
     data = load_cell_data(lake, labels=labels, clips=model.uses_clips, model_crop=crop, pool=pool,

@@ -26,6 +26,7 @@ from cellsift.pipeline.registry import load_model
 from cellsift.pipeline.training import load_cell_data
 from cellsift.schemas.errors import ModelMismatchError
 
+from .loopback_cluster import loopback_cluster
 from .test_models import TINY_CLIPS
 from .test_training import processed_lake  # noqa: F401  (session fixture)
 
@@ -144,32 +145,11 @@ def test_inference_runs_on_the_gpu_worker_of_a_real_cluster(processed_lake, lake
     """A scheduler and two worker processes on loopback, one advertising GPU=1: every
     classification task is placed on that worker (on a CPU-only machine the 'GPU' worker
     runs them on its CPU: the annotation is about placement)."""
-    import os
-    import subprocess
-    import sys
-    import time
-
     from distributed import Client, get_task_stream
 
     lake = tmp_path / "lake"
     shutil.copytree(processed_lake, lake)
-    bin_dir = Path(sys.executable).parent
-    sched_file = tmp_path / "scheduler.json"
-    env = {**os.environ, "DASK_DISTRIBUTED__WORKER__DAEMON": "False"}
-    procs = [subprocess.Popen(
-        [str(bin_dir / "dask"), "scheduler", "--host", "127.0.0.1", "--port", "0",
-         "--scheduler-file", str(sched_file), "--no-dashboard"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)]
-    try:
-        deadline = time.time() + 60
-        while not sched_file.exists() and time.time() < deadline:
-            time.sleep(0.2)
-        assert sched_file.exists(), "scheduler did not start"
-        for extra in (["--resources", "GPU=1"], []):
-            procs.append(subprocess.Popen(
-                [str(bin_dir / "dask"), "worker", "--scheduler-file", str(sched_file), "--nthreads", "1",
-                 "--no-dashboard", "--host", "127.0.0.1", *extra],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env))
+    with loopback_cluster(tmp_path, [["--resources", "GPU=1"], []]) as sched_file:
         with Client(scheduler_file=str(sched_file), timeout="30s") as client:
             client.wait_for_workers(2, timeout=60)
             workers = client.scheduler_info()["workers"]
@@ -177,18 +157,10 @@ def test_inference_runs_on_the_gpu_worker_of_a_real_cluster(processed_lake, lake
             assert len(gpu_worker) == 1 and gpu_resources(client) == {"GPU": 1}
             with get_task_stream(client) as stream:
                 preds = classify_lake(lake, str(lake_model), client=client)
-        placed = {t["worker"] for t in stream.data if str(t["key"]).startswith("classify-")}
-        assert placed == set(gpu_worker)
-        n_sessions = cellsift.open_lake(lake).sessions.shape[0]
-        assert preds.groupby(["cohort", "animal", "session"]).ngroups == n_sessions
-    finally:
-        for proc in reversed(procs):
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+    placed = {t["worker"] for t in stream.data if str(t["key"]).startswith("classify-")}
+    assert placed == set(gpu_worker)
+    n_sessions = cellsift.open_lake(lake).sessions.shape[0]
+    assert preds.groupby(["cohort", "animal", "session"]).ngroups == n_sessions
 
 
 def test_one_unreadable_session_does_not_stop_the_others(processed_lake, lake_model, tmp_path):  # noqa: F811

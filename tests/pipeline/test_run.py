@@ -16,6 +16,8 @@ import pytest
 import cellsift
 from cellsift.pipeline.run import PipelineParams, run_pipeline
 
+from .loopback_cluster import loopback_cluster
+
 BIN = Path(sys.executable).parent
 
 
@@ -73,43 +75,14 @@ def test_local_run_writes_tables_and_provenance(tiny_lake, reference_cells):
 def test_external_scheduler_and_two_worker_processes_give_same_table(tiny_lake, reference_cells, tmp_path):
     from distributed import Client
 
-    sched_file = tmp_path / "scheduler.json"
-    env = {**os.environ, "DASK_DISTRIBUTED__WORKER__DAEMON": "False"}
-    procs = [
-        subprocess.Popen(
-            [str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", "0",
-             "--scheduler-file", str(sched_file), "--no-dashboard"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
-        )
-    ]
-    try:
-        deadline = time.time() + 60
-        while not sched_file.exists() and time.time() < deadline:
-            time.sleep(0.2)
-        assert sched_file.exists(), "scheduler did not start"
-        for _ in range(2):
-            procs.append(
-                subprocess.Popen(
-                    [str(BIN / "dask"), "worker", "--scheduler-file", str(sched_file), "--nthreads", "1",
-                     "--nworkers", "1", "--no-dashboard", "--host", "127.0.0.1"],
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
-                )
-            )
+    with loopback_cluster(tmp_path, [[], []]) as sched_file:
         with Client(scheduler_file=str(sched_file), timeout="30s") as client:
             client.wait_for_workers(2, timeout=60)
             assert client.scheduler.address.startswith("tcp://127.0.0.1:")
             assert len(client.scheduler_info()["workers"]) == 2
             summary = run_pipeline(tiny_lake, client=client)
-        assert summary.count("processed") == 4
-        pd.testing.assert_frame_equal(_cells(tiny_lake), reference_cells)
-    finally:
-        for proc in reversed(procs):
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+    assert summary.count("processed") == 4
+    pd.testing.assert_frame_equal(_cells(tiny_lake), reference_cells)
 
 
 def test_killed_run_resumes_without_duplicates(tiny_lake, reference_cells):
