@@ -41,7 +41,7 @@ BAR = {"heldout_balanced_accuracy": 0.95, "heldout_roc_auc": 0.98, "capstone_acc
 
 
 def _cohorts():
-    from cellsift.pipeline.training import CohortSpec
+    from cellsift.pipeline.classify.training import CohortSpec
 
     heldout = CohortSpec("heldout", seed=9001, noise_scale=1.15, cell_density=20.0, background_scale=1.1)
     zero_shot = CohortSpec("zeroshot", seed=4242, noise_scale=0.9, cell_density=12.0, background_scale=1.25,
@@ -51,7 +51,7 @@ def _cohorts():
 
 def _robustness_cohorts():
     """More unseen cohorts for the shipped model: other seeds, settings and a 10 Hz one."""
-    from cellsift.pipeline.training import CohortSpec
+    from cellsift.pipeline.classify.training import CohortSpec
 
     return [
         CohortSpec("zs2", seed=7777, noise_scale=1.2, cell_density=15.0, background_scale=0.95,
@@ -65,7 +65,7 @@ def _robustness_cohorts():
 
 def _robustness(work: Path, labels, results: dict) -> None:
     """3b. The shipped model on more unseen cohorts (clips resampled to its frame rate)."""
-    from cellsift.pipeline.evaluation import evaluate_on_lake
+    from cellsift.pipeline.classify.evaluation import evaluate_on_lake
 
     cohorts = _robustness_cohorts()
     lake = _lake(work / "robustness_lake", cohorts)
@@ -80,7 +80,7 @@ def _robustness(work: Path, labels, results: dict) -> None:
 
 
 def _lake(path: Path, cohorts) -> Path:
-    from cellsift.pipeline.training import build_simulated_lake
+    from cellsift.pipeline.classify.training import build_simulated_lake
 
     if (path / "tables" / "cells").exists():
         print(f"reusing {path}")
@@ -112,16 +112,16 @@ def main() -> None:
     import pandas as pd
     import torch
 
-    from cellsift.pipeline.classify import classify_session
-    from cellsift.pipeline.evaluation import (
+    from cellsift.pipeline.classify.apply import classify_session
+    from cellsift.pipeline.classify.evaluation import (
         binary_metrics,
         capstone_protocol,
         evaluate,
         format_capstone_table,
         write_report,
     )
-    from cellsift.pipeline.registry import load_model
-    from cellsift.pipeline.training import DEFAULT_RECIPE, LabelSpec, load_cell_data, make_model, train_model
+    from cellsift.pipeline.classify.store import load_model
+    from cellsift.pipeline.classify.training import DEFAULT_RECIPE, LabelSpec, load_cell_data, make_model, train_model
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, CUDA available: {torch.cuda.is_available()}")

@@ -23,7 +23,7 @@ from pathlib import Path
 CHILD = r"""
 import json, resource, sys, time
 from pathlib import Path
-from cellsift.pipeline.ingest import ingest_cohort
+from cellsift.pipeline.ingest.cohort import ingest_cohort
 src, lake = Path(sys.argv[1]), Path(sys.argv[2])
 t0 = time.perf_counter()
 results = ingest_cohort(src, lake)
@@ -35,7 +35,7 @@ print(json.dumps({"elapsed_s": elapsed, "peak_rss_mib": peak_kib / 1024,
 
 
 def simulate(out: Path, n_frames: int, size: int) -> None:
-    from cellsift.pipeline.simulate import SimulationConfig, simulate_cohort
+    from cellsift.pipeline.sim.cohort import SimulationConfig, simulate_cohort
 
     simulate_cohort(
         out,

@@ -10,7 +10,7 @@ Usage::
 Without ``--lake`` it simulates the demo cohort (3 animals x conditioning/safety/
 extinction, 2000 frames, seed 0 unless told otherwise), ingests it, runs the pipeline
 and ``build_analysis_tables`` on a local Dask cluster, then runs the README query
-(:data:`cellsift.pipeline.report.README_QUERY`) and compares the cells it returns with
+(:data:`cellsift.pipeline.analysis.report.README_QUERY`) and compares the cells it returns with
 the units the simulator made CS+-selective: ``truth.json`` units whose ``label`` is
 ``good`` and whose ``tone_selectivity`` is ``"CS+"``. It prints per animal and stage and
 in total:
@@ -25,7 +25,7 @@ in total:
   answer to the issue's cross-day question.
 
 With ``--classify MODEL`` the cells are first labelled by that classifier
-(``cellsift.pipeline.classify.classify_lake``) and the analysis tables rebuilt, so
+(``cellsift.pipeline.classify.apply.classify_lake``) and the analysis tables rebuilt, so
 ``is_good`` follows the classifier instead of the overlap rule.
 """
 
@@ -45,11 +45,11 @@ import pandas as pd
 def _simulate(out: Path, *, animals: int, frames: int, seed: int, workers: int) -> Path:
     from distributed import Client, LocalCluster
 
-    from cellsift.pipeline.analysis_tables import build_analysis_tables
-    from cellsift.pipeline.ingest import ingest_cohort
-    from cellsift.pipeline.run import run_pipeline
-    from cellsift.pipeline.sim_behaviour import FREEZING_FILE, simulate_freezing, write_freezing_csv
-    from cellsift.pipeline.simulate import SimulationConfig, simulate_cohort
+    from cellsift.pipeline.analysis.tables import build_analysis_tables
+    from cellsift.pipeline.ingest.cohort import ingest_cohort
+    from cellsift.pipeline.stages.run import run_pipeline
+    from cellsift.pipeline.sim.behaviour import FREEZING_FILE, simulate_freezing, write_freezing_csv
+    from cellsift.pipeline.sim.cohort import SimulationConfig, simulate_cohort
 
     raw, lake = out / "raw", out / "lake"
     t0 = time.perf_counter()
@@ -115,7 +115,7 @@ def _truth(lake: Path) -> pd.DataFrame:
 def evaluate(lake: Path) -> pd.DataFrame:
     """Run the README query on ``lake`` and score it against the simulator's truth."""
     import cellsift
-    from cellsift.pipeline.report import README_QUERY
+    from cellsift.pipeline.analysis.report import README_QUERY
 
     returned = cellsift.open_lake(lake).sql(README_QUERY)[["animal", "session", "unit_id"]]
     returned["returned"] = True
@@ -178,7 +178,7 @@ def registry_accuracy(lake: Path) -> dict[str, float]:
 def cross_day(lake: Path) -> pd.DataFrame:
     """The issue's question on the last vs the first day, with the simulator's answer beside it."""
     import cellsift
-    from cellsift.pipeline.report import CROSS_DAY_QUERY
+    from cellsift.pipeline.analysis.report import CROSS_DAY_QUERY
 
     truth = _truth(lake)
     days = sorted(truth["day"].unique())
@@ -204,12 +204,12 @@ def main(argv: list[str] | None = None) -> int:
     lake = args.lake or _simulate(args.out, animals=args.animals, frames=args.frames, seed=args.seed,
                                   workers=args.workers)
     if args.classify:
-        from cellsift.pipeline.analysis_tables import build_analysis_tables
-        from cellsift.pipeline.classify import classify_lake
+        from cellsift.pipeline.analysis.tables import build_analysis_tables
+        from cellsift.pipeline.classify.apply import classify_lake
 
         preds = classify_lake(lake, args.classify)
         print(f"classified {len(preds)} cells with {args.classify}; {build_analysis_tables(lake)}")
-    from cellsift.pipeline.report import README_QUERY
+    from cellsift.pipeline.analysis.report import README_QUERY
 
     print("\nREADME query:\n" + README_QUERY + "\n")
     result = evaluate(lake)

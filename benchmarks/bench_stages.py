@@ -4,11 +4,11 @@ Usage: .venv/bin/python benchmarks/bench_stages.py [n_frames]   (default 18000; 
 """
 import sys, time, logging
 import numpy as np, scipy.sparse as sp, zarr
-from cellsift.pipeline.footprints import footprints_to_sparse, binarize, centroids, shape_features
-from cellsift.pipeline.overlap import compute_overlap, neighbour_trace_corr
-from cellsift.pipeline.transients import detect_all
-from cellsift.pipeline.clips import extract_clips, crop_footprints, crop_neighbour_masks, ClipParams
-from cellsift.pipeline.features import spatial_features, session_features
+from cellsift.pipeline.stages.footprints import footprints_to_sparse, binarize, centroids, shape_features
+from cellsift.pipeline.stages.overlap import compute_overlap, neighbour_trace_corr
+from cellsift.pipeline.stages.transients import detect_all
+from cellsift.pipeline.stages.clips import extract_clips, crop_footprints, crop_neighbour_masks, ClipParams
+from cellsift.pipeline.stages.features import spatial_features, session_features
 
 K, H, W, T, FPS = 500, 480, 752, int(sys.argv[1]) if len(sys.argv) > 1 else 18000, 30.0
 rng = np.random.default_rng(0)

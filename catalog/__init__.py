@@ -1,9 +1,9 @@
 """The lake: its layout, its catalog of sessions, atomic writes and read access."""
 
-from .atomic import publish_dir, staging_path, write_parquet_atomic
-from .lake import Lake, open_lake
-from .layout import LakeLayout, safe_name
-from .store import STATUS_FAILED, STATUS_INGESTED, Catalog, SessionRecord
+from cellsift.catalog.atomic import publish_dir, remove_tree_quietly, staging_path, write_json_atomic, write_parquet_atomic
+from cellsift.catalog.lake import Lake, open_lake
+from cellsift.catalog.layout import LakeLayout, safe_name
+from cellsift.catalog.store import STATUS_FAILED, STATUS_INGESTED, Catalog, SessionRecord
 
 __all__ = [
     "STATUS_FAILED",
@@ -17,4 +17,6 @@ __all__ = [
     "safe_name",
     "staging_path",
     "write_parquet_atomic",
+    "write_json_atomic",
+    "remove_tree_quietly",
 ]

@@ -8,19 +8,27 @@ catalog is switched to them in one SQLite transaction (see :mod:`.store`).
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["staging_path", "publish_dir", "write_parquet_atomic", "remove_tree_quietly"]
+__all__ = [
+    "staging_path",
+    "publish_dir",
+    "write_parquet_atomic",
+    "write_json_atomic",
+    "remove_tree_quietly",
+]
 
 
 @contextlib.contextmanager
@@ -80,3 +88,15 @@ def remove_tree_quietly(path: Path) -> None:
     else:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
+
+
+def write_json_atomic(obj: Any, path: Path) -> None:
+    """Write ``obj`` as indented JSON (sorted keys) to ``path`` through a temporary file and rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

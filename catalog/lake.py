@@ -22,8 +22,8 @@ import pyarrow.parquet as pq
 from cellsift.schemas.errors import CellsiftError, LakeError
 from cellsift.schemas import TABLES
 
-from .layout import LakeLayout
-from .store import Catalog
+from cellsift.catalog.layout import LakeLayout
+from cellsift.catalog.store import Catalog
 
 if TYPE_CHECKING:
     import duckdb

@@ -20,7 +20,7 @@ import pandas as pd
 
 from cellsift.schemas.errors import LakeError, SessionNotFoundError
 
-from .layout import LakeLayout
+from cellsift.catalog.layout import LakeLayout
 
 logger = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
 """The ``cellsift`` command-line interface (typer)."""
 
-from .app import app, main
+from cellsift.cli.app import app, main
 
 __all__ = ["app", "main"]

@@ -89,7 +89,7 @@ def simulate(
 ) -> None:
     """Write a simulated miniscope cohort (videos, CNMF-E results, labels, events)."""
     _setup_logging(verbose)
-    from cellsift.pipeline.simulate import SimulationConfig, simulate_cohort
+    from cellsift.pipeline.sim.cohort import SimulationConfig, simulate_cohort
 
     options: dict[str, Any] = dict(
         n_animals=animals,
@@ -126,7 +126,7 @@ def ingest(
 ) -> None:
     """Ingest a cohort into the lake; unchanged sessions are skipped, bad ones reported."""
     _setup_logging(verbose)
-    from cellsift.pipeline.ingest import IngestOptions, ingest_cohort
+    from cellsift.pipeline.ingest.cohort import IngestOptions, ingest_cohort
 
     def report(result: Any) -> None:
         where = f"{result.cohort}/{result.animal}/{result.session}"
@@ -211,10 +211,10 @@ def run(
 ) -> None:
     """Run the pipeline over every ingested session, classify every cell, write the cells and sessions tables."""
     _setup_logging(verbose)
-    from cellsift.pipeline.clips import ClipParams
-    from cellsift.pipeline.overlap import OverlapParams
-    from cellsift.pipeline.run import PipelineParams, run_pipeline
-    from cellsift.pipeline.transients import TransientParams
+    from cellsift.pipeline.stages.clips import ClipParams
+    from cellsift.pipeline.stages.overlap import OverlapParams
+    from cellsift.pipeline.stages.run import PipelineParams, run_pipeline
+    from cellsift.pipeline.stages.transients import TransientParams
 
     params = PipelineParams(
         transients=TransientParams(k_peaks=k_peaks),
@@ -241,7 +241,7 @@ def run(
         summary = run_pipeline(lake, client=client, params=params, force=force, progress=show_progress)
         preds = None
         if classify and summary.count("processed") + summary.count("skipped") > 0:
-            from cellsift.pipeline.classify import classify_lake
+            from cellsift.pipeline.classify.apply import classify_lake
 
             preds = classify_lake(lake, model, client=client, strict=strict, only_stale=not force,
                                   progress=show_progress)
@@ -286,7 +286,7 @@ def _classification_line(preds: Any) -> str:
 
 
 def _warn_ood_sessions(preds: Any) -> None:
-    from cellsift.pipeline.ood import session_ood
+    from cellsift.pipeline.classify.ood import session_ood
 
     if len(preds) == 0:
         return
@@ -347,7 +347,7 @@ def analyze(
 ) -> None:
     """Build the fear-learning tables: traces, events, trial_responses, cell_summary, behaviour."""
     _setup_logging(verbose)
-    from cellsift.pipeline.analysis_tables import build_analysis_tables
+    from cellsift.pipeline.analysis.tables import build_analysis_tables
 
     client = cluster = None
     try:
@@ -383,7 +383,7 @@ def report(
 ) -> None:
     """Render lab-meeting figures (footprints, CS+/CS- heatmaps, selectivity across stages) + HTML."""
     _setup_logging(verbose)
-    from cellsift.pipeline.report import render_report
+    from cellsift.pipeline.analysis.report import render_report
 
     try:
         index = render_report(lake, out)
@@ -415,7 +415,7 @@ SourceOption = Annotated[
 
 
 def _label_spec(labels: Path | None, source: list[str] | None) -> Any:
-    from cellsift.pipeline.training import LabelSpec
+    from cellsift.pipeline.classify.training import LabelSpec
 
     return LabelSpec(csv=str(labels) if labels is not None else None, sources=tuple(source) if source else None)
 
@@ -449,7 +449,7 @@ def train(
         if default is not None:
             import distributed  # noqa: F401  (sets its own log levels on import: quiet them after)
 
-            from cellsift.pipeline.training import train_default_model
+            from cellsift.pipeline.classify.training import train_default_model
 
             _quiet_dask(verbose)
             _echo("rebuilding the default model from its simulated cohorts (about 15-30 min on 2 CPU cores)")
@@ -460,12 +460,12 @@ def train(
             raise CellsiftError("no lake given", field="--lake", fix="pass --lake LAKE (or --default OUT)")
         spec = _label_spec(labels, source)
         if base is not None:
-            from cellsift.pipeline.training import fine_tune_on_lake
+            from cellsift.pipeline.classify.training import fine_tune_on_lake
 
             mdl, path = fine_tune_on_lake(lake, base=base, labels=spec, model_id=model_id, seed=seed,
                                           overwrite=overwrite)
         else:
-            from cellsift.pipeline.training import train_on_lake
+            from cellsift.pipeline.classify.training import train_on_lake
 
             mdl, path = train_on_lake(lake, kind=kind.value, labels=spec, model_id=model_id, seed=seed,
                                       overwrite=overwrite)
@@ -509,7 +509,7 @@ def evaluate(
     spec = _label_spec(labels, source)
     try:
         if protocol is Protocol.capstone:
-            from cellsift.pipeline.evaluation import capstone_on_lake, format_capstone_table
+            from cellsift.pipeline.classify.evaluation import capstone_on_lake, format_capstone_table
 
             kinds = tuple(m.strip() for m in models.split(",") if m.strip())
             table = capstone_on_lake(lake, test_cohort=test_cohort, models=kinds, labels=spec, seed=seed,
@@ -517,12 +517,12 @@ def evaluate(
             _echo(format_capstone_table(table))
         else:
             if protocol is Protocol.cv:
-                from cellsift.pipeline.evaluation import cross_validate_on_lake
+                from cellsift.pipeline.classify.evaluation import cross_validate_on_lake
 
                 metrics = cross_validate_on_lake(lake, kind=kind.value, labels=spec, seed=seed, report_dir=report)
                 heads = {f"{kind.value} (out of fold, grouped by animal)": metrics["p_good"]}
             else:
-                from cellsift.pipeline.evaluation import evaluate_on_lake
+                from cellsift.pipeline.classify.evaluation import evaluate_on_lake
 
                 metrics = evaluate_on_lake(lake, model, labels=spec, report_dir=report, strict=strict)
                 heads = {name: metrics[name] for name in ("p_features", "p_clips", "p_good") if name in metrics}
@@ -547,7 +547,7 @@ def montage(
 ) -> None:
     """Show the most confident good, most confident bad and most uncertain cells, to judge the calls."""
     _setup_logging(verbose)
-    from cellsift.pipeline.evaluation import classified_montage
+    from cellsift.pipeline.classify.evaluation import classified_montage
 
     try:
         path = classified_montage(lake, out, session=session, n=n)
@@ -567,7 +567,7 @@ def models_list(
     """List models with their training data and out-of-fold metrics."""
     import pandas as pd
 
-    from cellsift.pipeline.registry import list_models
+    from cellsift.pipeline.classify.store import list_models
 
     try:
         frame = list_models(lake)

@@ -9,10 +9,12 @@ import os
 import platform
 import socket
 import uuid
-from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
+
+from cellsift.catalog.atomic import write_json_atomic
+from cellsift.pipeline._util import utc_now
 
 logger = logging.getLogger(__name__)
 
@@ -53,11 +55,6 @@ def stable_hash(obj: Any, *, length: int = 16) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
-def utc_now() -> datetime:
-    """Return the current time in UTC, to the second."""
-    return datetime.now(UTC).replace(microsecond=0)
-
-
 def new_run_id() -> str:
     """Return a sortable, unique run id such as ``20261122T063512Z-1a2b3c``."""
     return f"{utc_now().strftime('%Y%m%dT%H%M%SZ')}-{uuid.uuid4().hex[:6]}"
@@ -66,11 +63,3 @@ def new_run_id() -> str:
 def host_info() -> dict[str, Any]:
     """Return where a run ran: host name, platform and CPU count."""
     return {"host": socket.gethostname(), "platform": platform.platform(), "cpus": os.cpu_count()}
-
-
-def write_json_atomic(obj: Any, path: Path) -> None:
-    """Write ``obj`` as indented JSON to ``path`` through a temporary file and rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, path)

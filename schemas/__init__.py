@@ -1,17 +1,18 @@
 """Data contracts of cellsift: dimension names, session dataset layout, table schemas, errors."""
 
-from .dataset import validate_session_dataset
-from .dims import DATASET_SCHEMA_VERSION, FRAME, HEIGHT, UNIT_ID, WIDTH
-from .errors import (
+from cellsift.schemas.dataset import validate_session_dataset
+from cellsift.schemas.dims import DATASET_SCHEMA_VERSION, FRAME, HEIGHT, UNIT_ID, WIDTH
+from cellsift.schemas.errors import (
     CellsiftError,
     InputFormatError,
     LakeError,
     ManifestError,
     ModelMismatchError,
+    ParameterError,
     SchemaError,
     SessionNotFoundError,
 )
-from .tables import (
+from cellsift.schemas.tables import (
     CELLS_SCHEMA,
     FEATURE_COLUMNS,
     LABELS_SCHEMA,
@@ -20,13 +21,22 @@ from .tables import (
     TABLE_SCHEMA_VERSION,
     TABLES as _CORE_TABLES,
 )
-from .analysis_tables import ANALYSIS_TABLES
+from cellsift.schemas.analysis_tables import ANALYSIS_TABLES
+from cellsift.schemas.files import CARD_FILE, TABLE_PART_FILE, TRUTH_FILE
+from cellsift.schemas.keys import SessionKey
+from cellsift.schemas.versions import PIPELINE_VERSION
 
 #: Every table of the lake by name: the core tables and the analysis tables.
 TABLES = {**_CORE_TABLES, **ANALYSIS_TABLES}
 
 __all__ = [
     "ANALYSIS_TABLES",
+    "CARD_FILE",
+    "PIPELINE_VERSION",
+    "SessionKey",
+    "TABLE_PART_FILE",
+    "TRUTH_FILE",
+    "ParameterError",
     "CELLS_SCHEMA",
     "DATASET_SCHEMA_VERSION",
     "FEATURE_COLUMNS",

@@ -14,7 +14,7 @@ from typing import Final
 
 import pyarrow as pa
 
-from .tables import _KEYS, _with_meta
+from cellsift.schemas.tables import _KEYS, _with_meta
 
 __all__ = [
     "ANALYSIS_KEY",

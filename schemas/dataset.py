@@ -8,7 +8,7 @@ from os import PathLike
 import numpy as np
 import xarray as xr
 
-from .dims import (
+from cellsift.schemas.dims import (
     DATASET_SCHEMA_VERSION,
     FRAME,
     OPTIONAL_VARS,
@@ -17,7 +17,7 @@ from .dims import (
     REQUIRED_VARS,
     UNIT_ID,
 )
-from .errors import SchemaError
+from cellsift.schemas.errors import SchemaError
 
 logger = logging.getLogger(__name__)
 

@@ -18,6 +18,7 @@ __all__ = [
     "SchemaError",
     "LakeError",
     "ModelMismatchError",
+    "ParameterError",
 ]
 
 
@@ -97,3 +98,7 @@ class LakeError(CellsiftError, RuntimeError):
 
 class ModelMismatchError(CellsiftError, ValueError):
     """A model's card does not match the data it is asked to score."""
+
+
+class ParameterError(CellsiftError, ValueError):
+    """A parameter or option has a value cellsift cannot work with (a bug in the call, not the data)."""

@@ -11,7 +11,7 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
 
 
 def tiny_config(**overrides):
-    from cellsift.pipeline.simulate import SimulationConfig
+    from cellsift.pipeline.sim.cohort import SimulationConfig
 
     values = dict(
         n_animals=2,
@@ -29,7 +29,7 @@ def tiny_config(**overrides):
 @pytest.fixture(scope="session")
 def tiny_cohort(tmp_path_factory) -> Path:
     """A simulated cohort of 2 animals x 2 sessions (400 frames, 64x64); returns its folder."""
-    from cellsift.pipeline.simulate import simulate_cohort
+    from cellsift.pipeline.sim.cohort import simulate_cohort
 
     out = tmp_path_factory.mktemp("tiny_cohort")
     simulate_cohort(out, tiny_config())
@@ -38,7 +38,7 @@ def tiny_cohort(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def _tiny_lake_master(tiny_cohort, tmp_path_factory) -> Path:
-    from cellsift.pipeline.ingest import ingest_cohort
+    from cellsift.pipeline.ingest.cohort import ingest_cohort
 
     lake = tmp_path_factory.mktemp("tiny_lake") / "lake"
     results = ingest_cohort(tiny_cohort, lake)

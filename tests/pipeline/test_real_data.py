@@ -19,7 +19,7 @@ import xarray as xr
 
 import cellsift
 from cellsift.catalog.store import Catalog
-from cellsift.pipeline.ingest import ingest_cohort
+from cellsift.pipeline.ingest.cohort import ingest_cohort
 from cellsift.pipeline.readers import CnmfeMatReader, open_extraction, open_video
 from cellsift.schemas.dataset import validate_session_dataset
 from cellsift.schemas.errors import InputFormatError
@@ -99,7 +99,7 @@ def test_real_sessions_ingest(real_lake: tuple[Path, list]) -> None:  # type: ig
 def test_real_sessions_run_through_the_pipeline(real_lake: tuple[Path, list]) -> None:  # type: ignore[type-arg]
     from distributed import Client, LocalCluster
 
-    from cellsift.pipeline.run import run_pipeline
+    from cellsift.pipeline.stages.run import run_pipeline
 
     lake, _ = real_lake
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
@@ -123,8 +123,8 @@ def test_real_sessions_are_classified_by_the_shipped_model(real_lake: tuple[Path
     CNMF-E neuron (scored by the ensemble's table-only model) are both classified."""
     from distributed import Client, LocalCluster
 
-    from cellsift.pipeline.classify import classify_lake
-    from cellsift.pipeline.run import run_pipeline
+    from cellsift.pipeline.classify.apply import classify_lake
+    from cellsift.pipeline.stages.run import run_pipeline
 
     lake, _ = real_lake
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:

@@ -1,0 +1,441 @@
+"""The ensemble: feature model + clip model, stacked and calibrated on out-of-fold predictions.
+
+Training (:meth:`EnsembleClassifier.fit`):
+
+1. Out-of-fold predictions of both base models, folds grouped by animal (each fold's
+   models never see the animals they predict; early stopping uses a split of the
+   fold's training animals).
+2. A calibrator on those predictions: Platt scaling (logistic regression on the two
+   base models' log-odds, the default) or isotonic regression on their mean log-odds.
+   Because it is fitted on out-of-fold predictions with the true class balance,
+   ``p_good`` is a calibrated probability.
+3. Both base models re-fitted on all training cells, and an out-of-distribution
+   detector (:mod:`cellsift.pipeline.classify.ood`) fitted on their features.
+
+A third, table-only feature model (no movie-based features) is trained on all cells
+for sessions that come without a movie (no clip store): there ``p_good`` is its
+class-balanced probability and a warning is logged.
+
+The reason of an artifact is the average of the two base models' reason probabilities.
+Saved as ``features.npz`` + ``clips.pt`` + ``ensemble.npz`` (calibrator and OOD detector,
+no pickles) + ``card.json``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field, replace
+from os import PathLike
+from pathlib import Path
+from typing import Any, ClassVar, Final
+
+import numpy as np
+import pandas as pd
+
+from cellsift.schemas.errors import InputFormatError, ModelMismatchError
+
+from cellsift.pipeline.classify.clip_model import ClipClassifier, ClipModelConfig, _split_valid, config_from_params
+from cellsift.pipeline.classify.feature_model import MODEL_FEATURES, FeatureClassifier, FeatureModelConfig
+from cellsift.pipeline.classify.base import (
+    ID_COLUMNS,
+    REASONS,
+    CellClassifier,
+    CellData,
+    file_sha256,
+    new_card,
+    table_columns_for,
+)
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["EnsembleConfig", "EnsembleClassifier", "Calibrator"]
+
+_FILE: Final = "ensemble.npz"
+_TABLE_ONLY: Final = "table_only_"
+_EPS: Final = 1e-6
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=np.float64), _EPS, 1 - _EPS)
+    return np.log(p / (1 - p))
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -40, 40)))
+
+
+@dataclass(frozen=True)
+class EnsembleConfig:
+    """Settings of :class:`EnsembleClassifier`.
+
+    Attributes
+    ----------
+    features, clips
+        Base-model settings.
+    n_folds
+        Out-of-fold folds (grouped by animal; at most the number of animals).
+    calibration
+        ``"platt"`` (logistic regression on both log-odds) or ``"isotonic"``.
+    early_stopping_fraction
+        Fraction of training cells (whole animals when possible) held out for early stopping.
+    ood_quantile
+        Quantile of training OOD scores used as the OOD threshold.
+    seed
+        Random seed.
+    """
+
+    features: FeatureModelConfig = field(default_factory=FeatureModelConfig)
+    clips: ClipModelConfig = field(default_factory=ClipModelConfig)
+    n_folds: int = 3
+    calibration: str = "platt"
+    early_stopping_fraction: float = 0.2
+    ood_quantile: float = 0.99
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.calibration not in ("platt", "isotonic"):
+            raise InputFormatError(
+                f"unknown calibration {self.calibration!r}", field="calibration", fix="use platt or isotonic"
+            )
+        if self.n_folds < 2:
+            raise InputFormatError("n_folds must be >= 2", field="n_folds")
+
+
+@dataclass(frozen=True)
+class Calibrator:
+    """Maps the base models' log-odds to a calibrated ``p_good``.
+
+    Attributes
+    ----------
+    method
+        ``"platt"``: ``p = sigmoid(intercept + coef . [logit_f, logit_c])``.
+        ``"isotonic"``: ``p = interp(mean(logit_f, logit_c), x, y)``.
+    coef, intercept
+        Platt parameters (``coef`` has 2 entries).
+    x, y
+        Isotonic knots.
+    """
+
+    method: str
+    coef: np.ndarray
+    intercept: float
+    x: np.ndarray
+    y: np.ndarray
+
+    @classmethod
+    def fit(cls, lf: np.ndarray, lc: np.ndarray, y: np.ndarray, *, method: str) -> Calibrator:
+        """Fit on out-of-fold log-odds ``lf`` (features), ``lc`` (clips) and labels ``y``."""
+        if method == "platt":
+            from sklearn.linear_model import LogisticRegression
+
+            X = np.column_stack([lf, lc])
+            lr = LogisticRegression(C=1.0).fit(X, y)
+            return cls("platt", lr.coef_.ravel().astype(np.float64), float(lr.intercept_[0]),
+                       np.zeros(0), np.zeros(0))
+        from sklearn.isotonic import IsotonicRegression
+
+        z = (lf + lc) / 2
+        iso = IsotonicRegression(out_of_bounds="clip", y_min=0.001, y_max=0.999).fit(z, y)
+        return cls("isotonic", np.zeros(2), 0.0, np.asarray(iso.X_thresholds_, dtype=np.float64),
+                   np.asarray(iso.y_thresholds_, dtype=np.float64))
+
+    def __call__(self, lf: np.ndarray, lc: np.ndarray) -> np.ndarray:
+        if self.method == "platt":
+            return _sigmoid(self.intercept + self.coef[0] * lf + self.coef[1] * lc)
+        return np.interp((lf + lc) / 2, self.x, self.y)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able summary for the model card."""
+        if self.method == "platt":
+            return {"method": "platt", "coef_features": float(self.coef[0]),
+                    "coef_clips": float(self.coef[1]), "intercept": self.intercept}
+        return {"method": "isotonic", "n_knots": int(self.x.size)}
+
+
+class EnsembleClassifier(CellClassifier):
+    """Feature model + clip model with a calibrated combination (see the module docstring).
+
+    Parameters
+    ----------
+    config
+        Ensemble settings.
+    """
+
+    kind: ClassVar[str] = "ensemble"
+    uses_clips: ClassVar[bool] = True
+
+    def __init__(self, config: EnsembleConfig = EnsembleConfig()) -> None:
+        self.config = config
+        self.features = FeatureClassifier(config.features)
+        self.clips = ClipClassifier(config.clips)
+        self.table_only: FeatureClassifier | None = None
+        self.calibrator: Calibrator | None = None
+        self.oof: pd.DataFrame | None = None
+        self.fit_seconds: float | None = None
+        self.card = None
+
+    # -- training ---------------------------------------------------------------
+    def _folds(self, data: CellData) -> list[tuple[np.ndarray, np.ndarray]]:
+        from sklearn.model_selection import StratifiedKFold
+
+        from cellsift.pipeline.classify.training import grouped_folds
+
+        y = data.require_labels(what="the ensemble")
+        if len(set(data.groups)) >= 2:
+            return list(grouped_folds(data.groups, y, n_folds=self.config.n_folds, seed=self.config.seed))
+        logger.warning("only one animal: out-of-fold calibration uses stratified (not grouped) folds")
+        k = int(min(self.config.n_folds, np.bincount(y, minlength=2).min()))
+        if k < 2:
+            raise InputFormatError(
+                "the ensemble needs at least 2 cells of each class", field="label",
+                fix="label more cells, or train the feature model alone",
+            )
+        skf = StratifiedKFold(n_splits=k, shuffle=True, random_state=self.config.seed)
+        return list(skf.split(np.zeros(len(y)), y))
+
+    def _split(self, data: CellData, seed: int) -> tuple[CellData, CellData | None]:
+        tr, va = _split_valid(data, self.config.early_stopping_fraction, seed)
+        if len(va) == 0:
+            return data, None
+        return data.take(tr), data.take(va)
+
+    def _fit_bases(
+        self, data: CellData, seed: int, *, init: EnsembleClassifier | None = None
+    ) -> tuple[FeatureClassifier, ClipClassifier]:
+        return self._fit_bases_on(*self._split(data, seed), seed, init=init)
+
+    def _fit_bases_on(
+        self, fit_data: CellData, val: CellData | None, seed: int, *, init: EnsembleClassifier | None = None
+    ) -> tuple[FeatureClassifier, ClipClassifier]:
+        fm = FeatureClassifier(replace(self.config.features, seed=seed)).fit(fit_data, valid=val)
+        cm = ClipClassifier(replace(self.config.clips, seed=seed))
+        if init is not None:
+            cm.fit_from(init.clips, fit_data, valid=val)
+        else:
+            cm.fit(fit_data, valid=val)
+        return fm, cm
+
+    def fit(
+        self, train: CellData, *, valid: CellData | None = None, init: EnsembleClassifier | None = None
+    ) -> EnsembleClassifier:
+        """Train both base models, the calibrator (out of fold) and the OOD detector.
+
+        Parameters
+        ----------
+        train
+            Labelled cells with clips (at least 2 cells per class).
+        valid
+            Ignored: early stopping and calibration use splits of ``train`` grouped by animal.
+        init
+            Start the clip networks from this ensemble's weights (fine-tuning).
+        """
+        t0 = time.perf_counter()
+        y = train.require_labels(what="the ensemble")
+        if valid is not None:
+            logger.info("ensemble: the validation set is not used (out-of-fold splits of train are)")
+        lf = np.zeros(len(train))
+        lc = np.zeros(len(train))
+        fold_of = np.full(len(train), -1)
+        for k, (tr, te) in enumerate(self._folds(train)):
+            fm, cm = self._fit_bases(train.take(tr), self.config.seed + 17 * (k + 1), init=init)
+            test = train.take(te)
+            lf[te] = _logit(fm.predict_proba(test))
+            lc[te] = cm.predict_logit(test)[0]
+            fold_of[te] = k
+            logger.info("ensemble fold %d: %d train / %d calibration cells", k, len(tr), len(te))
+        self.calibrator = Calibrator.fit(lf, lc, y, method=self.config.calibration)
+        fit_data, val = self._split(train, self.config.seed)
+        self.features, self.clips = self._fit_bases_on(fit_data, val, self.config.seed, init=init)
+        self.table_only = FeatureClassifier(
+            replace(self.config.features, seed=self.config.seed, clip_features=False, movie_features=False)
+        ).fit(fit_data, valid=val)
+        self.fit_ood(train, quantile=self.config.ood_quantile)
+        oof = train.table[list(ID_COLUMNS)].copy()
+        oof["fold"], oof["y"] = fold_of, y
+        oof["p_features"], oof["p_clips"] = _sigmoid(lf), _sigmoid(lc)
+        oof["p_good"] = self.calibrator(lf, lc)
+        self.oof = oof
+        from cellsift.pipeline.classify.evaluation import balanced_threshold
+
+        self._threshold = balanced_threshold(y, oof["p_good"].to_numpy())
+        self.fit_seconds = time.perf_counter() - t0
+        self.card = new_card(
+            self, train, params=self.params(), feature_columns=table_columns_for(MODEL_FEATURES),
+            model_crop=self.config.clips.model_crop,
+        )
+        self.card = self._card_with_ood(self.card)
+        logger.info("ensemble trained on %d cells in %.0f s; calibrator %s", len(train),
+                    self.fit_seconds, self.calibrator.to_dict())
+        return self
+
+    def fine_tune(self, train: CellData, *, seed: int = 0) -> EnsembleClassifier:
+        """Return a new ensemble trained on ``train`` starting from this one's clip weights."""
+        clips_cfg = replace(
+            self.config.clips, lr=self.config.clips.lr / 4, epochs=max(10, self.config.clips.epochs // 2),
+            min_epochs=3, seed=seed,
+        )
+        new = EnsembleClassifier(replace(self.config, clips=clips_cfg, seed=seed))
+        return new.fit(train, init=self)
+
+    # -- prediction -------------------------------------------------------------------
+    def _check(self) -> Calibrator:
+        if self.calibrator is None:
+            raise ModelMismatchError("the ensemble is not trained", fix="call fit() or load a saved model")
+        return self.calibrator
+
+    def predict_parts(self, data: CellData) -> pd.DataFrame:
+        """Per cell: ``p_features``, ``p_clips`` (base models) and calibrated ``p_good``."""
+        return self.predict_detailed(data)[0]
+
+    @property
+    def can_score_without_clips(self) -> bool:
+        """True when the ensemble carries its table-only model (sessions without a movie)."""
+        return self.table_only is not None
+
+    def _split_by_clips(self, data: CellData) -> tuple[np.ndarray, np.ndarray]:
+        """Indices of cells with at least one valid clip, and of cells without."""
+        if data.clips is None:
+            return np.zeros(0, dtype=np.int64), np.arange(len(data))
+        has = np.asarray(data.clips.valid, dtype=bool).any(axis=1)
+        return np.nonzero(has)[0], np.nonzero(~has)[0]
+
+    def _predict_mixed(self, data: CellData) -> tuple[pd.DataFrame, np.ndarray | None]:
+        """Ensemble on cells with clips, the table-only model on cells without (no movie)."""
+        cal = self._check()
+        n = len(data)
+        with_c, without = self._split_by_clips(data)
+        table_only = self.table_only
+        if len(without) and table_only is None:
+            if data.clips is None:
+                raise ModelMismatchError(
+                    f"ensemble '{self.model_id}' needs clips and has no table-only model",
+                    fix="process the session with its movie, or re-train the ensemble with this cellsift",
+                )
+            with_c, without = np.arange(n), np.zeros(0, dtype=np.int64)  # score all-invalid clips as they are
+        pf = np.full(n, np.nan)
+        pc = np.full(n, np.nan)
+        pg = np.full(n, np.nan)
+        reasons = np.full((n, len(REASONS)), np.nan)
+        have_reasons = False
+        if len(with_c):
+            sub = data.take(with_c) if len(with_c) < n else data
+            p_f, rf = self.features.predict(sub)
+            lf = _logit(p_f)
+            lc, rc = self.clips.predict_logit(sub)
+            pf[with_c], pc[with_c], pg[with_c] = _sigmoid(lf), _sigmoid(lc), cal(lf, lc)
+            parts = [p for p in (rf, rc) if p is not None]
+            if parts:
+                reasons[with_c] = np.mean(parts, axis=0)
+                have_reasons = True
+        if len(without) and table_only is not None:
+            sub = data.take(without) if len(without) < n else data
+            logger.warning("%d cell(s) without clips (no movie): scored by the table-only feature model of '%s'",
+                           len(without), self.model_id)
+            p, r = table_only.predict(sub)
+            pf[without], pg[without] = p, p
+            if r is not None:
+                reasons[without] = r
+                have_reasons = True
+        frame = pd.DataFrame({"p_features": pf, "p_clips": pc, "p_good": pg})
+        return frame, (np.nan_to_num(reasons, nan=0.0) if have_reasons else None)
+
+    def predict_detailed(self, data: CellData) -> tuple[pd.DataFrame, np.ndarray | None]:
+        """:meth:`predict_parts` and the reason probabilities, with one pass of each base model.
+
+        Cells without a valid clip (sessions without a movie) are scored by the table-only
+        model (``p_clips`` NaN there).
+        """
+        self._check()
+        if len(data) == 0:
+            empty = pd.DataFrame({"p_features": np.zeros(0), "p_clips": np.zeros(0), "p_good": np.zeros(0)})
+            return empty, np.zeros((0, len(REASONS)))
+        return self._predict_mixed(data)
+
+    def predict_proba(self, data: CellData) -> np.ndarray:
+        """Return calibrated ``p_good`` per cell."""
+        return self.predict_detailed(data)[0]["p_good"].to_numpy()
+
+    def predict(self, data: CellData) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(calibrated p_good, mean reason probabilities)`` with one pass of each base model."""
+        frame, reasons = self.predict_detailed(data)
+        return frame["p_good"].to_numpy(), reasons
+
+    def reason_proba(self, data: CellData) -> np.ndarray | None:
+        """Mean of the base models' reason probabilities (those that have one)."""
+        return self.predict_detailed(data)[1]
+
+    def params(self) -> dict[str, Any]:
+        """Configuration for the card."""
+        return {
+            "features": self.features.params(),
+            "clips": self.clips.params(),
+            "n_folds": self.config.n_folds,
+            "calibration": self.calibrator.to_dict() if self.calibrator else {"method": self.config.calibration},
+            "early_stopping_fraction": self.config.early_stopping_fraction,
+            "ood_quantile": self.config.ood_quantile,
+            "decision_threshold": round(self.decision_threshold, 4),
+            "seed": self.config.seed,
+            "fit_seconds": None if self.fit_seconds is None else round(self.fit_seconds, 1),
+        }
+
+    # -- persistence ----------------------------------------------------------------------
+    def save(self, folder: str | PathLike[str]) -> Path:
+        """Write ``features.npz``, ``clips.pt``, ``ensemble.npz`` and ``card.json``."""
+        cal = self._check()
+        self.require_card()
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        files = {**self.features.save_weights(folder), **self.clips.save_weights(folder), **self._save_ood(folder)}
+        if self.table_only is not None:
+            files.update(self.table_only.save_weights(folder, prefix=_TABLE_ONLY))
+        np.savez_compressed(
+            folder / _FILE,
+            cal_method=np.asarray(cal.method), cal_coef=cal.coef, cal_intercept=np.asarray(cal.intercept),
+            cal_x=cal.x, cal_y=cal.y,
+        )
+        files[_FILE] = file_sha256(folder / _FILE)
+        self.card = replace(self.card, files=files, params=self.params())
+        self.card.write(folder)
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | PathLike[str]) -> EnsembleClassifier:
+        """Load an ensemble folder (verifying its card's file hashes)."""
+        folder = Path(folder)
+        card = cls._checked_card(folder)
+        params = dict(card.params)
+        fparams = {k: v for k, v in dict(params.get("features", {})).items()
+                   if k in FeatureModelConfig.__dataclass_fields__}
+        cfg = EnsembleConfig(
+            features=FeatureModelConfig(**fparams),
+            clips=config_from_params(params.get("clips", {})),
+            n_folds=int(params.get("n_folds", 3)),
+            calibration=str(dict(params.get("calibration", {})).get("method", "platt")),
+            seed=int(params.get("seed", 0)),
+        )
+        model = cls(cfg)
+        model.features.load_weights(folder)
+        model.clips.load_weights(folder)
+        if (folder / (_TABLE_ONLY + "features.npz")).is_file():
+            model.table_only = FeatureClassifier(replace(cfg.features, clip_features=False, movie_features=False))
+            model.table_only.load_weights(folder, prefix=_TABLE_ONLY)
+            model.table_only.card = card
+        path = folder / _FILE
+        try:
+            with np.load(path, allow_pickle=False) as a:
+                model.calibrator = Calibrator(
+                    method=str(a["cal_method"]), coef=np.asarray(a["cal_coef"]),
+                    intercept=float(a["cal_intercept"]), x=np.asarray(a["cal_x"]), y=np.asarray(a["cal_y"]),
+                )
+        except (OSError, KeyError, ValueError) as exc:
+            raise ModelMismatchError(
+                f"ensemble file cannot be read ({type(exc).__name__}: {exc})", path=path,
+                fix="restore the model folder or re-train",
+            ) from None
+        model._load_ood(folder)
+        model._threshold = float(params.get("decision_threshold", 0.5))
+        model.card = card
+        model.features.card = card
+        model.clips.card = card
+        return model

@@ -1,0 +1,511 @@
+"""Checks that catch real mistakes in raw session files, each a clear error or warning.
+
+* :func:`validate_extraction` — one extraction on its own: footprint/trace unit counts,
+  trace shapes, unit ids, frame size vs footprint pixels, NaN/Inf, empty footprints,
+  all-zero traces.
+* :func:`check_frame_size` — footprints against the video's frame size (pixel count,
+  ``d1``/``d2`` swapped).
+* :func:`frame_alignment` — trace length against the video's frame count; an exact
+  integer ratio is a temporal downsampling, accepted only when the manifest declares it.
+* :class:`PeakFrameCheck` / :func:`check_orientation` — whether footprints are
+  transposed or their pixels row-major where column-major was declared (or the reverse),
+  decided by correlating each candidate reading of the footprints with the movie at the
+  cells' own peak frames (or, without a movie, with the extraction's correlation image).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import numpy as np
+import scipy.sparse as sp
+
+from cellsift.schemas.errors import InputFormatError
+
+from cellsift.pipeline.readers.base import PIXEL_ORDERS, Extraction
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "validate_extraction",
+    "check_frame_size",
+    "FrameAlignment",
+    "frame_alignment",
+    "footprint_image",
+    "pick_check_units",
+    "PeakFrameCheck",
+    "image_orientation_scores",
+    "check_orientation",
+    "ORIENTATION_UNITS",
+]
+
+#: Units whose peak frames are used by the orientation check.
+ORIENTATION_UNITS: Final = 40
+#: A reading of the footprints must correlate at least this well with the movie to count.
+_MIN_SCORE: Final = 0.05
+#: ... and beat the declared reading by this much to be called a mistake.
+_MARGIN: Final = 0.08
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def _ids_text(ids: np.ndarray, limit: int = 8) -> str:
+    shown = ", ".join(str(int(i)) for i in ids[:limit])
+    return shown + (f" ... ({len(ids)} in all)" if len(ids) > limit else "")
+
+
+def validate_extraction(ext: Extraction, *, path: Path) -> None:
+    """Check an extraction's internal consistency.
+
+    Raises
+    ------
+    InputFormatError
+        Naming ``path`` and the wrong field: unit counts of ``A`` and ``C`` differ,
+        ``C_raw``/``S`` shapes differ from ``C``, ids wrong or duplicated, ``d1*d2`` is
+        not the footprint pixel count, NaN/Inf values, footprints that are empty
+        (all zero), traces that are all zero in every unit.
+    """
+    if not sp.issparse(ext.A):
+        raise InputFormatError(
+            "footprints are not a sparse matrix", path=path, field="A", fix="report this as a cellsift bug"
+        )
+    if ext.pixel_order not in PIXEL_ORDERS:
+        raise InputFormatError(
+            f"pixel order '{ext.pixel_order}' is not one of {', '.join(PIXEL_ORDERS)}",
+            path=path,
+            field="pixel_order",
+            fix="use F (column-major, MATLAB) or C (row-major)",
+        )
+    if ext.C.ndim != 2:
+        raise InputFormatError(f"C has {ext.C.ndim} dimensions", path=path, field="C", fix="save C as K x T")
+    k, t = ext.C.shape
+    k_a = ext.A.shape[1]
+    if k_a != k:
+        transposed = ext.C.shape[1] == k_a
+        raise InputFormatError(
+            f"A has {k_a} units but C has {k} rows"
+            + (" - C looks transposed (frames x units)" if transposed else " (C must be units x frames)"),
+            path=path,
+            field="C" if transposed else "A",
+            fix="save C as units x frames" if transposed else "export A and C from the same extraction run",
+        )
+    if t == 0:
+        raise InputFormatError(
+            "the traces have no frames", path=path, field="C", fix="save the traces with the results"
+        )
+    for name in ("C_raw", "S"):
+        shape = getattr(ext, name).shape
+        if shape != (k, t):
+            raise InputFormatError(
+                f"{name} has shape {shape}, expected {(k, t)} like C",
+                path=path,
+                field=name,
+                fix="export all traces from the same extraction run",
+            )
+    if ext.unit_ids.shape != (k,):
+        raise InputFormatError(
+            f"{ext.unit_ids.size} unit ids for {k} units",
+            path=path,
+            field="ids",
+            fix="export ids with the same units as A and C, or drop ids to number units 1..K",
+        )
+    if len(np.unique(ext.unit_ids)) != k:
+        raise InputFormatError("unit ids are not unique", path=path, field="ids", fix="renumber the units")
+    if ext.dims is not None and ext.A.shape[0] != ext.dims[0] * ext.dims[1]:
+        d1, d2 = ext.dims
+        raise InputFormatError(
+            f"A has {ext.A.shape[0]} pixels per footprint but the frame size d1*d2 = {d1}*{d2} = {d1 * d2}",
+            path=path,
+            field="A",
+            fix="check options.d1/d2 (height/width) match the footprints",
+        )
+    for name in ("C", "C_raw", "S"):
+        values = getattr(ext, name)
+        finite = np.isfinite(values)
+        if not finite.all():
+            bad = int(np.count_nonzero(~finite.all(axis=1)))
+            raise InputFormatError(
+                f"contains NaN or Inf ({bad} of {k} units affected)",
+                path=path,
+                field=name,
+                fix="re-run the extraction or remove the affected units",
+            )
+    if not np.isfinite(ext.A.data).all():
+        bad_units = np.unique(np.repeat(np.arange(k), np.diff(ext.A.indptr))[~np.isfinite(ext.A.data)])
+        raise InputFormatError(
+            f"footprints contain NaN or Inf (units {_ids_text(ext.unit_ids[bad_units])})",
+            path=path,
+            field="A",
+            fix="re-run the extraction or remove the affected units",
+        )
+    nonzero = np.asarray((abs(ext.A) > 0).sum(axis=0)).ravel()
+    empty = np.flatnonzero(nonzero == 0)
+    if empty.size == k:
+        raise InputFormatError(
+            "every footprint is empty (A is all zero)",
+            path=path,
+            field="A",
+            fix="save the footprints after running the extraction (A is the spatial matrix)",
+        )
+    if empty.size:
+        raise InputFormatError(
+            f"{empty.size} of {k} footprints are empty (all zero): units {_ids_text(ext.unit_ids[empty])}",
+            path=path,
+            field="A",
+            fix="delete the empty components before saving (CNMF-E: neuron.delete(ids); CaImAn: remove_components)",
+        )
+    silent = np.flatnonzero(~np.any(ext.C_raw != 0, axis=1))
+    if silent.size == k:
+        raise InputFormatError(
+            "every raw trace is all zero",
+            path=path,
+            field="C_raw",
+            fix="save the traces after running the extraction",
+        )
+    if silent.size:
+        logger.warning(
+            "%s: %d units have all-zero traces: %s", path, silent.size, _ids_text(ext.unit_ids[silent])
+        )
+    for name, values in ext.unit_vars.items():
+        if np.shape(values) != (k,):
+            raise InputFormatError(
+                f"per-unit column has {np.size(values)} values for {k} units",
+                path=path,
+                field=name,
+                fix="export it with the same units as A",
+            )
+
+
+def check_frame_size(ext: Extraction, height: int, width: int, *, path: Path, video: Path) -> None:
+    """Check the footprints were computed on frames of ``height x width`` pixels.
+
+    Raises
+    ------
+    InputFormatError
+        ``d1 x d2`` differs from the video (says so when they look swapped), or the
+        footprint pixel count is not ``height * width`` (cropped or spatially downsampled).
+    """
+    n_pixels = ext.A.shape[0]
+    if ext.dims is not None and ext.dims != (height, width):
+        swapped = ext.dims == (width, height)
+        raise InputFormatError(
+            f"footprints are {ext.dims[0]}x{ext.dims[1]} px (height x width) but the video {video} "
+            f"has {height}x{width} frames" + (": d1/d2 (height/width) look swapped" if swapped else ""),
+            path=path,
+            field="A",
+            fix="pair the extraction with the video it was computed from"
+            + ("; d1 is the frame height and d2 the width" if swapped else ""),
+        )
+    if n_pixels != height * width:
+        ratio = (height * width) / n_pixels if n_pixels else 0.0
+        hint = ""
+        for s in (2, 3, 4):
+            if abs(ratio - s * s) < 1e-9:
+                hint = f" - {s}x spatially downsampled footprints (ssub={s})?"
+        raise InputFormatError(
+            f"footprints have {n_pixels} pixels but the video's {height}x{width} frames have {height * width}{hint}",
+            path=path,
+            field="A",
+            fix="pair the extraction with the video it was computed from (not cropped or downsampled)",
+        )
+
+
+@dataclass(frozen=True)
+class FrameAlignment:
+    """How the trace frames and the video frames line up.
+
+    Attributes
+    ----------
+    ratio
+        1 when the counts are equal; N when one is N times the other (downsampling).
+    longer
+        ``"traces"`` (the video holds every N-th frame of the traces' recording),
+        ``"video"`` (the traces are N-frame averages of the movie, e.g. CNMF-E ``tsub``)
+        or ``""`` for ratio 1.
+    n_frames
+        Frames stored in the session (the shorter of the two).
+    """
+
+    ratio: int
+    longer: str
+    n_frames: int
+
+
+def frame_alignment(
+    n_trace: int,
+    n_video: int,
+    *,
+    declared: int | None,
+    extraction: Path,
+    video: Path,
+    tsub: int | None = None,
+) -> FrameAlignment:
+    """Decide how the extraction's traces line up with the video's frames.
+
+    Parameters
+    ----------
+    n_trace, n_video
+        Frame counts of the traces and of the video.
+    declared
+        ``temporal_downsample`` from the manifest (``None``: not declared).
+    extraction, video
+        The files, for messages.
+    tsub
+        The extraction's own temporal downsampling, if it records one.
+
+    Raises
+    ------
+    InputFormatError
+        The counts differ and their ratio is not a whole number, or it is one but the
+        manifest does not declare it (the message says so), or the manifest declares a
+        ratio the files do not have.
+    """
+    longer_n, shorter_n = max(n_trace, n_video), min(n_trace, n_video)
+    if n_trace == n_video:
+        if declared not in (None, 1):
+            raise InputFormatError(
+                f"temporal_downsample is {declared} but the traces and the video both have {n_trace} frames",
+                path=extraction,
+                field="temporal_downsample",
+                fix="remove temporal_downsample from the manifest (or set it to 1)",
+            )
+        return FrameAlignment(1, "", n_trace)
+    ratio = max(1, int(round(longer_n / max(shorter_n, 1))))
+    exact = ratio >= 2 and shorter_n in {longer_n // ratio, -(-longer_n // ratio)}
+    longer = "traces" if n_trace > n_video else "video"
+    if not exact:
+        raise InputFormatError(
+            f"traces have {n_trace} frames but the video {video} has {n_video}",
+            path=extraction,
+            field="C",
+            fix="pair the extraction with the full video it was computed from (all chunks)",
+        )
+    what = (
+        f"the video holds every {_ordinal(ratio)} frame of the recording the traces come from"
+        if longer == "traces"
+        else f"the traces are {ratio}-frame averages of the movie"
+        + (f" (the extraction says tsub = {tsub})" if tsub and tsub > 1 else "")
+    )
+    if declared is None or declared == 1:
+        raise InputFormatError(
+            f"traces have {n_trace} frames but the video {video} has {n_video}: a ratio of exactly {ratio}, "
+            f"a temporal downsampling ({what})",
+            path=extraction,
+            field="temporal_downsample",
+            fix=f"if that is intended, declare it with 'temporal_downsample: {ratio}' in the manifest; "
+            "otherwise pair the extraction with the video it was computed from",
+        )
+    if declared != ratio:
+        raise InputFormatError(
+            f"temporal_downsample is {declared} but the traces ({n_trace} frames) and the video ({n_video}) "
+            f"differ by a factor of {ratio}",
+            path=extraction,
+            field="temporal_downsample",
+            fix=f"set temporal_downsample to {ratio}, or pair the extraction with its own video",
+        )
+    logger.info("%s: temporal downsampling %d accepted (%s)", extraction, ratio, what)
+    return FrameAlignment(ratio, longer, shorter_n)
+
+
+# =========================================================================== orientation
+
+
+def footprint_image(column: np.ndarray, height: int, width: int, order: str) -> np.ndarray:
+    """One flat footprint as a ``(height, width)`` image read in pixel ``order``."""
+    if order == "F":
+        return column.reshape(width, height).T
+    return column.reshape(height, width)
+
+
+def _top_peaks(trace: np.ndarray, k: int, separation: int) -> list[int]:
+    """Frames of the ``k`` highest points of ``trace`` at least ``separation`` frames apart."""
+    peaks: list[int] = []
+    for i in np.argsort(-trace, kind="stable"):
+        if all(abs(int(i) - j) >= separation for j in peaks):
+            peaks.append(int(i))
+            if len(peaks) == k:
+                break
+    return peaks
+
+
+def pick_check_units(traces: np.ndarray, n: int = ORIENTATION_UNITS) -> np.ndarray:
+    """Indices of the ``n`` units with the clearest transients (peak over robust spread)."""
+    x = np.asarray(traces, dtype=np.float64)
+    med = np.median(x, axis=1)
+    spread = np.median(np.abs(x - med[:, None]), axis=1) + 1e-12
+    strength = (x.max(axis=1) - med) / spread
+    order = np.argsort(-strength, kind="stable")[: min(n, len(x))]
+    return order[np.isfinite(strength[order]) & (strength[order] > 0)]
+
+
+def _pearson(a: np.ndarray, b: np.ndarray) -> float:
+    a = a.ravel().astype(np.float64)
+    b = b.ravel().astype(np.float64)
+    a = a - a.mean()
+    b = b - b.mean()
+    denom = np.sqrt((a * a).sum() * (b * b).sum())
+    return float((a * b).sum() / denom) if denom > 0 else 0.0
+
+
+class PeakFrameCheck:
+    """Correlate each reading of the footprints with the movie at the cells' peak frames.
+
+    For up to :data:`ORIENTATION_UNITS` units with the clearest transients, the frames
+    around each unit's ``n_peaks`` strongest peaks are averaged and the average of
+    frames shortly before each peak subtracted: the image of what brightened when the
+    cell fired. Each reading of the footprint (column-major ``"F"`` and row-major
+    ``"C"``; for square frames the second is the transpose) is correlated with that
+    image inside a window around the footprint (padded by ``pad`` px, smoothed by a
+    Gaussian of ``sigma`` px to tolerate residual motion). Only the windows are kept, so
+    memory does not depend on the frame size or the session length.
+
+    Feed the movie with :meth:`take` (any block sizes, in order), then call :meth:`scores`.
+
+    Parameters
+    ----------
+    A
+        Footprints ``(height*width, K)``.
+    height, width
+        Frame size.
+    traces
+        ``(K, T)`` traces aligned with the movie frames (the denoised ``C`` is best).
+    n_peaks
+        Peaks per unit.
+    pad, sigma
+        Window padding and smoothing, in pixels.
+    """
+
+    def __init__(
+        self,
+        A: sp.csc_matrix,
+        height: int,
+        width: int,
+        traces: np.ndarray,
+        *,
+        n_peaks: int = 3,
+        pad: int = 10,
+        sigma: float = 1.5,
+    ) -> None:
+        self.height, self.width, self.sigma = height, width, sigma
+        n_frames = traces.shape[1]
+        separation = max(10, n_frames // 50)
+        self.units = pick_check_units(traces)
+        self.windows: list[dict[str, tuple[slice, slice, np.ndarray]]] = []
+        self.peak_sum: list[dict[str, np.ndarray]] = []
+        self.base_sum: list[dict[str, np.ndarray]] = []
+        self.counts = np.zeros((len(self.units), 2), dtype=np.int64)
+        self.plan: dict[int, list[tuple[int, int]]] = {}
+        for slot, unit in enumerate(self.units):
+            column = np.asarray(A[:, int(unit)].toarray()).ravel()
+            windows = {}
+            for order in PIXEL_ORDERS:
+                image = footprint_image(column, height, width, order)
+                ys, xs = np.nonzero(image)
+                rows = slice(max(int(ys.min()) - pad, 0), min(int(ys.max()) + pad + 1, height))
+                cols = slice(max(int(xs.min()) - pad, 0), min(int(xs.max()) + pad + 1, width))
+                windows[order] = (rows, cols, np.array(image[rows, cols], dtype=np.float64))
+            self.windows.append(windows)
+            self.peak_sum.append({o: np.zeros(w[2].shape) for o, w in windows.items()})
+            self.base_sum.append({o: np.zeros(w[2].shape) for o, w in windows.items()})
+            for peak in _top_peaks(np.asarray(traces[int(unit)], dtype=np.float64), n_peaks, separation):
+                around = range(max(peak - 1, 0), min(peak + 2, n_frames))
+                before = (
+                    range(peak - 15, peak - 5) if peak >= 15 else range(peak + 20, min(peak + 30, n_frames))
+                )
+                for frame in around:
+                    self.plan.setdefault(frame, []).append((slot, 0))
+                for frame in before:
+                    if 0 <= frame < n_frames:
+                        self.plan.setdefault(frame, []).append((slot, 1))
+
+    def take(self, block: np.ndarray, start: int) -> None:
+        """Add the planned frames of ``block`` (frames ``start`` .. ``start + len(block) - 1``)."""
+        for frame in range(start, start + len(block)):
+            for slot, kind in self.plan.get(frame, ()):
+                image = block[frame - start]
+                sums = self.peak_sum[slot] if kind == 0 else self.base_sum[slot]
+                for order, (rows, cols, _) in self.windows[slot].items():
+                    sums[order] += image[rows, cols]
+                self.counts[slot, kind] += 1
+
+    def scores(self) -> dict[str, float]:
+        """Mean correlation over the checked units of each reading: ``{"F": r, "C": r}``."""
+        from scipy.ndimage import gaussian_filter
+
+        out: dict[str, list[float]] = {order: [] for order in PIXEL_ORDERS}
+        for slot in range(len(self.units)):
+            n_peak, n_base = self.counts[slot]
+            if n_peak == 0 or n_base == 0:
+                continue
+            for order, (_, _, footprint) in self.windows[slot].items():
+                change = self.peak_sum[slot][order] / n_peak - self.base_sum[slot][order] / n_base
+                out[order].append(_pearson(footprint, gaussian_filter(change, self.sigma)))
+        return {order: float(np.mean(v)) if v else 0.0 for order, v in out.items()}
+
+    @property
+    def n_checked(self) -> int:
+        """Units that entered the scores."""
+        return int(np.sum((self.counts[:, 0] > 0) & (self.counts[:, 1] > 0)))
+
+
+def image_orientation_scores(
+    A: sp.csc_matrix, height: int, width: int, image: np.ndarray
+) -> dict[str, float]:
+    """Correlation of the footprints' maximum projection, read in each pixel order, with a
+    reference image of the field of view (e.g. CNMF-E's correlation image ``Cn``)."""
+    peak = np.asarray(A.max(axis=1).toarray()).ravel()
+    return {order: _pearson(footprint_image(peak, height, width, order), image) for order in PIXEL_ORDERS}
+
+
+def check_orientation(
+    scores: dict[str, float],
+    *,
+    declared: str,
+    path: Path,
+    square: bool,
+    against: str,
+    warn_unclear: bool = True,
+) -> str:
+    """Decide from :func:`orientation_scores` whether the declared reading is wrong.
+
+    Returns
+    -------
+    str
+        ``"confirmed"``, or ``"unclear"`` (nothing correlates; a warning is logged).
+
+    Raises
+    ------
+    InputFormatError
+        The other reading correlates clearly better: the footprints are transposed
+        (square frames) or row-major/column-major mixed up.
+    """
+    other = "C" if declared == "F" else "F"
+    mine, theirs = scores[declared], scores[other]
+    if theirs >= _MIN_SCORE and theirs - mine >= _MARGIN and theirs > 2 * max(mine, 0.0):
+        names = {"F": "column-major (MATLAB, order='F')", "C": "row-major (numpy, order='C')"}
+        problem = (
+            f"footprints look {'transposed' if square else 'row-major/column-major mixed up'}: read as "
+            f"{names[declared]} they correlate {mine:.2f} with {against}, read as {names[other]} {theirs:.2f}"
+        )
+        raise InputFormatError(
+            problem,
+            path=path,
+            field="A",
+            fix=f"save the footprints in {names[declared]} pixel order, or declare 'pixel_order: {other}' in the manifest",
+        )
+    if max(mine, theirs) < _MIN_SCORE:
+        logger.log(
+            logging.WARNING if warn_unclear else logging.INFO,
+            "%s: cannot confirm the footprint orientation: they hardly correlate with %s (%.2f)",
+            path,
+            against,
+            mine,
+        )
+        return "unclear"
+    return "confirmed"

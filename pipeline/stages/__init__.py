@@ -1,0 +1,1 @@
+"""cellsift.pipeline.stages."""

@@ -1,0 +1,65 @@
+"""The lab-meeting report: figures render, are not blank, and index.html links them all."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cellsift.catalog.store import Catalog
+from cellsift.pipeline.analysis.tables import build_analysis_tables
+from cellsift.pipeline.analysis.report import peri_event_matrix, render_report
+from cellsift.schemas.errors import LakeError
+
+from tests.pipeline.analysis.test_tables import PARAMS, build_synthetic_lake
+
+
+def _png(path: Path) -> np.ndarray:
+    from matplotlib.image import imread
+
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", path
+    return imread(path)
+
+
+def test_report_renders_every_figure(tmp_path):
+    truth = build_synthetic_lake(tmp_path)
+    lake = tmp_path / "lake"
+    assert build_analysis_tables(lake, params=PARAMS).n_failed == 0
+    index = render_report(lake, tmp_path / "report")
+    assert index == tmp_path / "report" / "index.html"
+    html = index.read_text()
+    links = set(re.findall(r"src='([^']+\.png)'", html))
+    expected = {"cohort_summary.png", "syn_m01_selectivity.png"}
+    for session in truth:
+        expected |= {f"syn_m01_{session}_footprints.png", f"syn_m01_{session}_heatmaps.png"}
+    assert links == expected
+    for name in links:
+        img = _png(index.parent / name)
+        assert img.shape[0] > 200 and img.shape[1] > 300, name
+        assert img[..., :3].std() > 0.05, f"{name} looks blank"
+    # the README query and its cells are in the page; the behaviour table feeds the summary
+    assert "WHERE is_good AND cs_plus_selective" in html and "9 cells." in html
+    assert "freezing % CS+" in html
+    # the heatmap of d1 has the CS+ block on top (cells sorted by CS+ response)
+    heat = _png(index.parent / "syn_m01_d1_conditioning_heatmaps.png")
+    assert heat.shape[1] > heat.shape[0] * 0.5
+
+
+def test_report_needs_the_analysis_tables(tmp_path):
+    Catalog(tmp_path / "lake", create=True)
+    with pytest.raises(LakeError, match="cellsift analyze"):
+        render_report(tmp_path / "lake", tmp_path / "out")
+
+
+def test_peri_event_average_holds_the_last_frame_over_dropped_frames():
+    t = np.arange(400) / 20.0
+    keep = np.ones(t.size, dtype=bool)
+    keep[105:110] = False  # 5 dropped frames right after the first onset (5.0 s)
+    t = t[keep]
+    x = np.where(t >= 5.0, 1.0, 0.0)[None] + np.where(t >= 15.0, 1.0, 0.0)[None]
+    grid, mean = peri_event_matrix(x, t, [5.0, 15.0], pre_s=1.0, post_s=2.0, dt_s=0.05, baseline_s=1.0)
+    assert grid[0] == pytest.approx(-1.0) and grid[-1] == pytest.approx(2.0)
+    # each trial steps by 1 at its onset, whatever the baseline level; dropped frames do not shift it
+    assert np.allclose(mean[0, grid < -1e-9], 0.0) and np.allclose(mean[0, grid > 1e-9], 1.0)

@@ -1,0 +1,480 @@
+"""Tests of the simulated demo cohort (cellsift.pipeline.sim.cohort and its sim_* modules)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import scipy.io
+import scipy.sparse as sp
+from scipy import ndimage
+
+from cellsift.pipeline.sim.adex import (
+    FIRING_CLASSES,
+    DriveSpec,
+    adex_param_arrays,
+    class_rheobase_pa,
+    simulate_spike_counts,
+    step_response_spike_times,
+)
+from cellsift.pipeline.sim.extract import ARTIFACT_REASONS, deconvolve
+from cellsift.pipeline.sim.activity import calcium_kernel_ar, make_protocol, simulate_activity
+from cellsift.pipeline.sim.movie import _shift_frames, build_scene, render_movie
+from cellsift.pipeline.sim.population import make_population
+from cellsift.pipeline.sim.cohort import MANIFEST_NAME, SimulationConfig, simulate_cohort
+
+SMALL = SimulationConfig(
+    n_animals=1,
+    stages=("conditioning", "safety"),
+    n_frames=1100,
+    height=64,
+    width=64,
+    cell_density=30.0,
+    seed=11,
+    cohort="tiny",
+)
+# one session at the default frame size: enough units for every artifact reason
+WIDE = SimulationConfig(n_animals=1, stages=("conditioning",), n_frames=400, seed=3)
+
+
+def _read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    with open(path, newline="") as fh:
+        rows = list(csv.reader(fh))
+    return rows[0], [dict(zip(rows[0], r)) for r in rows[1:]]
+
+
+def _decode(folder: Path) -> tuple[list[int], np.ndarray]:
+    """Frames per AVI chunk and all frames of a miniscope folder."""
+    counts, frames = [], []
+    for f in sorted(folder.glob("*.avi"), key=lambda p: int(p.stem)):
+        with av.open(str(f)) as c:
+            fr = [x.to_ndarray() for x in c.decode(video=0)]
+        counts.append(len(fr))
+        frames += fr
+    return counts, np.stack(frames)
+
+
+def _load_results(path: Path):  # noqa: ANN202 - scipy mat_struct
+    return scipy.io.loadmat(path, struct_as_record=False, squeeze_me=True)["results"]
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("small")
+    simulate_cohort(out, SMALL, n_workers=1)
+    return out
+
+
+@pytest.fixture(scope="module")
+def wide(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("wide")
+    simulate_cohort(out, WIDE, n_workers=1)
+    return out / "m01" / "d1_conditioning"
+
+
+# --------------------------------------------------------------------------- config
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"n_animals": 0},
+        {"stages": ()},
+        {"stages": ("a", "a")},
+        {"stages": ("bad/name",)},
+        {"n_frames": 5},
+        {"fps": 0.0},
+        {"height": 8},
+        {"cell_density": 0.0},
+        {"artifact_fraction": 0.95},
+        {"noise_scale": -1.0},
+        {"motion_px": -0.5},
+        {"seed": -1},
+        {"cohort": ""},
+        {"video_codec": "h264"},
+        {"stages": "conditioning"},
+        {"fps": "fast"},
+        {"n_frames": 100.5},
+        {"n_animals": True},
+    ],
+)
+def test_config_rejects_bad_values(kwargs: dict) -> None:
+    with pytest.raises(ValueError):
+        SimulationConfig(**kwargs)
+
+
+def test_default_config_sizes() -> None:
+    cfg = SimulationConfig()
+    assert (cfg.n_animals, cfg.stages, cfg.n_frames, cfg.height, cfg.width) == (
+        3, ("conditioning", "safety", "extinction"), 2000, 160, 160,
+    )
+    assert cfg.duration_s == pytest.approx(100.0)
+    expected_cells = cfg.cell_density * cfg.height * cfg.width / 1e4
+    assert 35 <= expected_cells <= 45
+    with pytest.raises(ValueError):
+        simulate_cohort(Path("unused"), cfg, n_workers=0)
+
+
+# --------------------------------------------------------------------------- layout
+
+
+def test_layout_and_headers(small: Path) -> None:
+    header, rows = _read_csv(small / MANIFEST_NAME)
+    assert header == ["cohort", "animal", "session", "stage", "day", "video", "extraction", "events", "labels", "fps"]
+    assert [(r["session"], r["stage"], r["day"]) for r in rows] == [
+        ("d1_conditioning", "conditioning", "1"),
+        ("d2_safety", "safety", "2"),
+    ]
+    for r in rows:
+        assert r["cohort"] == "tiny" and r["animal"] == "m01" and float(r["fps"]) == 20.0
+        for key in ("video", "extraction", "events", "labels"):
+            assert not Path(r[key]).is_absolute()
+            assert (small / r[key]).exists(), r[key]
+        sess = small / r["animal"] / r["session"]
+        scope = sess / "miniscope"
+        assert _read_csv(scope / "timeStamps.csv")[0] == ["Frame Number", "Time Stamp (ms)", "Buffer Index"]
+        assert _read_csv(sess / "labels.csv")[0] == ["unit_id", "label", "reason"]
+        assert _read_csv(sess / "events.csv")[0] == ["event", "onset_s", "offset_s"]
+        meta = json.loads((scope / "metaData.json").read_text())
+        assert meta["deviceType"] == "Miniscope_V4_BNO" and meta["deviceName"] == "Miniscope"
+        assert meta["ROI"] == {"height": 64, "width": 64, "leftEdge": 0, "topEdge": 0}
+        assert meta["frameRate"] == "20FPS" and meta["framesPerFile"] == 1000
+        assert meta["compression"] == "FFV1" and meta["gain"] == "Low" and "ledPower" in meta
+        truth = json.loads((sess / "truth.json").read_text())
+        assert truth["config"]["seed"] == 11 and truth["stage"] == r["stage"]
+
+
+def test_avi_chunks_decode(small: Path) -> None:
+    counts, frames = _decode(small / "m01" / "d1_conditioning" / "miniscope")
+    assert counts == [1000, 100]
+    assert frames.shape == (1100, 64, 64) and frames.dtype == np.uint8
+    # 1-photon look: a bright, smooth background, not clipped
+    assert 30 <= np.median(frames) <= 200
+    assert (frames == 255).mean() < 1e-3 and (frames == 0).mean() < 1e-3
+    with av.open(str(small / "m01" / "d1_conditioning" / "miniscope" / "0.avi")) as c:
+        assert c.streams.video[0].codec_context.name == "ffv1"
+
+
+def test_grey_codec(tmp_path: Path) -> None:
+    cfg = SimulationConfig(n_animals=1, stages=("safety",), n_frames=60, height=32, width=40, video_codec="gray")
+    simulate_cohort(tmp_path, cfg)
+    scope = tmp_path / "m01" / "d1_safety" / "miniscope"
+    with av.open(str(scope / "0.avi")) as c:
+        st = c.streams.video[0]
+        assert st.codec_context.name == "rawvideo" and st.codec_context.codec_tag == "GREY"
+    counts, frames = _decode(scope)
+    assert counts == [60] and frames.shape == (60, 32, 40)
+    assert json.loads((scope / "metaData.json").read_text())["compression"] == "GREY"
+
+
+def test_timestamps(small: Path) -> None:
+    _, rows = _read_csv(small / "m01" / "d2_safety" / "miniscope" / "timeStamps.csv")
+    frame = np.array([int(r["Frame Number"]) for r in rows])
+    ts = np.array([int(r["Time Stamp (ms)"]) for r in rows])
+    assert np.array_equal(frame, np.arange(1100))
+    assert ts[0] == 0 and np.all(np.diff(ts) > 0)
+    assert np.all(np.abs(ts - frame * 50.0) <= 3)
+    assert np.abs(np.diff(ts) - 50).max() <= 6 and np.diff(ts).std() > 0.3  # jittered
+
+
+def test_events(small: Path) -> None:
+    for session, shocks in (("d1_conditioning", True), ("d2_safety", False)):
+        _, rows = _read_csv(small / "m01" / session / "events.csv")
+        names = [r["event"] for r in rows]
+        on = np.array([float(r["onset_s"]) for r in rows])
+        off = np.array([float(r["offset_s"]) for r in rows])
+        assert set(names) <= {"CS+", "CS-", "shock"}
+        assert np.all(np.diff(on) >= 0) and np.all(off > on) and off.max() <= 55.0
+        assert names.count("CS+") == names.count("CS-") >= 1
+        assert ("shock" in names) == shocks
+        cs_plus_off = {o for n, o in zip(names, off) if n == "CS+"}
+        for n, a, b in zip(names, on, off):
+            if n == "shock":  # co-terminates with a CS+
+                assert b in cs_plus_off and b - a == pytest.approx(1.0)
+
+
+def test_protocol_scales_with_length() -> None:
+    rng = np.random.default_rng(0)
+    p100 = make_protocol(rng, duration_s=100.0, shocks=True)
+    p1000 = make_protocol(rng, duration_s=1000.0, shocks=False)
+    n100 = len(p100.of("CS+")[0])
+    assert 4 <= n100 <= 6 and len(p100.of("CS-")[0]) == n100
+    assert len(p100.of("shock")[0]) == n100 and len(p1000.of("shock")[0]) == 0
+    assert np.allclose(p100.of("CS+")[1] - p100.of("CS+")[0], 4.5)
+    assert len(p1000.of("CS+")[0]) > n100
+
+
+# --------------------------------------------------------------------------- CNMF-E .mat
+
+
+def test_mat_roundtrip(small: Path) -> None:
+    sess = small / "m01" / "d1_conditioning"
+    res = _load_results(sess / "cnmfe_results.mat")
+    truth = json.loads((sess / "truth.json").read_text())
+    d1, d2 = int(res.options.d1), int(res.options.d2)
+    assert (d1, d2) == (64, 64) and float(res.Fs) == 20.0
+    assert sp.issparse(res.A) and res.A.format == "csc" and res.A.dtype == np.float64
+    k = res.A.shape[1]
+    assert res.A.shape == (d1 * d2, k) and k == len(truth["units"]) >= 5
+    for name in ("C", "C_raw", "S"):
+        assert getattr(res, name).shape == (k, 1100)
+    assert np.all(res.C >= 0) and np.all(res.S >= 0)
+    assert res.Cn.shape == (d1, d2) and res.PNR.shape == (d1, d2)
+    ids = np.asarray(res.ids).astype(int)
+    assert ids[0] >= 1 and np.all(np.diff(ids) >= 1)
+    _, labels = _read_csv(sess / "labels.csv")
+    assert [int(r["unit_id"]) for r in labels] == ids.tolist()
+    assert [u["unit_id"] for u in truth["units"]] == ids.tolist()
+    a = res.A.toarray()
+    cells = {c["index"]: c for c in truth["cells"]}
+    n_checked = 0
+    for col, unit in enumerate(truth["units"]):
+        img = a[:, col].reshape(d1, d2, order="F")
+        assert np.isclose(np.linalg.norm(img), 1.0)
+        peak = np.unravel_index(int(np.argmax(img)), img.shape)
+        assert list(peak) == unit["peak_yx"]
+        if unit["label"] == "good":  # the footprint sits on the true soma
+            cy, cx = cells[unit["true_cell"]]["centroid_yx"]
+            assert np.hypot(peak[0] - cy, peak[1] - cx) <= 3.0
+            n_checked += 1
+    assert n_checked >= 3
+
+
+def test_mat_header_is_fixed(small: Path) -> None:
+    head = (small / "m01" / "d1_conditioning" / "cnmfe_results.mat").read_bytes()[:116]
+    assert head.startswith(b"MATLAB 5.0 MAT-file") and b"Created on" not in head
+
+
+# --------------------------------------------------------------------------- determinism
+
+
+def _session_files(root: Path) -> dict[str, bytes]:
+    out = {}
+    for p in sorted(root.rglob("*")):
+        if p.is_file() and p.suffix in {".mat", ".csv", ".json"}:
+            out[p.relative_to(root).as_posix()] = p.read_bytes()
+    return out
+
+
+def test_determinism(small: Path, tmp_path: Path) -> None:
+    again = tmp_path / "again"
+    simulate_cohort(again, SMALL, n_workers=2)  # workers must not change anything
+    a, b = _session_files(small), _session_files(again)
+    assert a.keys() == b.keys() and len(a) == 1 + 2 * 7  # + freezing.csv per session
+    assert any(name.endswith("freezing.csv") for name in a)
+    for name in a:
+        assert a[name] == b[name], name
+    for session in ("d1_conditioning", "d2_safety"):
+        _, f1 = _decode(small / "m01" / session / "miniscope")
+        _, f2 = _decode(again / "m01" / session / "miniscope")
+        assert np.array_equal(f1, f2)
+
+    other = tmp_path / "other"
+    simulate_cohort(other, SimulationConfig(**{**SMALL.__dict__, "seed": 12}), n_workers=1)
+    r1 = _load_results(small / "m01" / "d1_conditioning" / "cnmfe_results.mat")
+    r2 = _load_results(other / "m01" / "d1_conditioning" / "cnmfe_results.mat")
+    assert r1.C.shape != r2.C.shape or not np.allclose(r1.C, r2.C)
+    assert (small / "m01" / "d1_conditioning" / "labels.csv").read_bytes() != (
+        other / "m01" / "d1_conditioning" / "labels.csv"
+    ).read_bytes() or r1.A.shape != r2.A.shape or (r1.A != r2.A).nnz > 0
+
+
+def test_rerun_removes_stale_chunks(tmp_path: Path) -> None:
+    cfg = SimulationConfig(n_animals=1, stages=("safety",), n_frames=1050, height=24, width=24)
+    simulate_cohort(tmp_path, cfg)
+    simulate_cohort(tmp_path, SimulationConfig(**{**cfg.__dict__, "n_frames": 40}))
+    counts, _ = _decode(tmp_path / "m01" / "d1_safety" / "miniscope")
+    assert counts == [40]
+
+
+def test_movie_blocks_do_not_change_pixels() -> None:
+    rng = np.random.default_rng(5)
+    pop = make_population(rng, height=40, width=48, cell_density=30.0)
+    prot = make_protocol(rng, duration_s=10.0, shocks=False)
+    act = simulate_activity(pop, prot, "safety", n_frames=200, fps=20.0, motion_px=1.0, rng=rng)
+    scene = build_scene(pop, fov_offset=(0.3, -0.7), noise_scale=1.0)
+    one = np.concatenate(list(render_movie(pop, scene, act, np.random.default_rng(1), block_frames=200)))
+    many = np.concatenate(list(render_movie(pop, scene, act, np.random.default_rng(1), block_frames=37)))
+    assert one.shape == (200, 40, 48) and np.array_equal(one, many)
+
+
+def test_shift_matches_ndimage() -> None:
+    rng = np.random.default_rng(0)
+    frames = rng.random((20, 17, 23)).astype(np.float32)
+    shifts = rng.normal(0.0, 2.0, (20, 2))
+    shifts[0] = 0.0
+    shifts[1] = (2.0, -1.0)
+    gains = rng.uniform(0.8, 1.0, 20)
+    got = _shift_frames(frames, shifts, gains)
+    ref = np.stack([ndimage.shift(f, s, order=1, mode="nearest") * g for f, s, g in zip(frames, shifts, gains)])
+    assert np.allclose(got, ref, atol=1e-5)
+
+
+# --------------------------------------------------------------------------- labels and physics
+
+
+def test_label_mix_default_size(wide: Path) -> None:
+    _, labels = _read_csv(wide / "labels.csv")
+    reasons = [r["reason"] for r in labels if r["label"] == "bad"]
+    good = [r for r in labels if r["label"] == "good"]
+    assert all(r["reason"] == "" for r in good)
+    assert set(reasons) == set(ARTIFACT_REASONS)
+    frac = len(reasons) / len(labels)
+    assert 0.25 <= frac <= 0.45
+    assert 20 <= len(good) <= 50
+
+
+def test_artifacts_are_not_separable_by_one_feature(wide: Path) -> None:
+    """Sizes and trace amplitudes of good cells and artifacts overlap."""
+    res = _load_results(wide / "cnmfe_results.mat")
+    _, labels = _read_csv(wide / "labels.csv")
+    good = np.array([r["label"] == "good" for r in labels])
+    a = res.A.toarray()
+    area = np.array([(a[:, k] > 0.1 * a[:, k].max()).sum() for k in range(a.shape[1])])
+    c_raw = res.C_raw
+    noise = 1.4826 * np.median(np.abs(np.diff(c_raw, axis=1)), axis=1) / np.sqrt(2)
+    pnr = (c_raw.max(axis=1) - np.median(c_raw, axis=1)) / noise
+    for feat in (area, pnr):
+        # some artifact lies inside the range of good cells, some good cell inside the artifacts'
+        lo, hi = np.percentile(feat[good], [10, 90])
+        assert np.any((feat[~good] >= lo) & (feat[~good] <= hi))
+        lo, hi = feat[~good].min(), feat[~good].max()
+        assert np.any((feat[good] >= lo) & (feat[good] <= hi))
+
+
+def test_good_cells_match_the_movie_better_than_borrowed(wide: Path) -> None:
+    res = _load_results(wide / "cnmfe_results.mat")
+    truth = json.loads((wide / "truth.json").read_text())
+    _, movie = _decode(wide / "miniscope")
+    t, h, w = movie.shape
+    m = movie.reshape(t, -1).astype(np.float64)
+    a = res.A.toarray()
+    corr: dict[str, list[float]] = {"good": [], "borrowed_fluorescence": []}
+    for k, unit in enumerate(truth["units"]):
+        key = "good" if unit["label"] == "good" else unit["reason"]
+        if key not in corr:
+            continue
+        img = a[:, k].reshape(h, w, order="F")
+        sup = img > 0
+        ring = ndimage.binary_dilation(sup, iterations=6) & ~ndimage.binary_dilation(sup, iterations=2)
+        local = m @ img.ravel() - img.sum() * m[:, ring.ravel()].mean(axis=1)
+        corr[key].append(float(np.corrcoef(local, res.C_raw[k])[0, 1]))
+    assert len(corr["borrowed_fluorescence"]) >= 1
+    assert np.median(corr["good"]) > 0.3
+    assert np.median(corr["good"]) > np.median(corr["borrowed_fluorescence"]) + 0.2
+
+
+def test_truth_describes_units(wide: Path) -> None:
+    truth = json.loads((wide / "truth.json").read_text())
+    kinds = {u["kind"] for u in truth["units"]}
+    assert "cell" in kinds and len(kinds) >= 5
+    for u in truth["units"]:
+        if u["label"] == "good":
+            assert u["true_cell"] is not None and u["firing_class"] in FIRING_CLASSES
+            assert u["tone_selectivity"] in {"CS+", "CS-", "both", "none"} and u["n_spikes"] > 0
+        else:
+            assert u["reason"] in ARTIFACT_REASONS and u["kind"] != "cell"
+        if u["reason"] == "borrowed_fluorescence":
+            assert u["source_cell"] is not None
+    extracted = [c for c in truth["cells"] if c["extracted_as"] is not None]
+    assert len(extracted) == sum(u["label"] == "good" for u in truth["units"])
+
+
+# --------------------------------------------------------------------------- neurons
+
+
+def _cv(isi: np.ndarray) -> float:
+    return float(isi.std() / isi.mean())
+
+
+def test_adex_classes_differ_in_isi() -> None:
+    isi = {c: np.diff(step_response_spike_times(c, duration_ms=2000.0, dt_ms=0.5)) for c in FIRING_CLASSES}
+    assert all(len(v) >= 10 for v in isi.values())
+    assert _cv(isi["tonic"]) < 0.1  # regular
+    assert _cv(isi["bursting"]) > 3 * _cv(isi["tonic"]) and _cv(isi["bursting"]) > 0.5
+    assert isi["adapting"][-1] > 3 * isi["adapting"][0]  # spike-frequency adaptation
+    assert _cv(isi["irregular"]) > 2 * _cv(isi["tonic"])
+    steady, pulse = class_rheobase_pa("tonic")
+    assert 0 < steady <= 500 and 0 < pulse <= 500
+
+
+def test_adex_rejects_bad_input() -> None:
+    with pytest.raises(ValueError):
+        adex_param_arrays(["fast-spiking"])
+    with pytest.raises(ValueError):
+        class_rheobase_pa("fast-spiking")
+
+
+def test_spike_counts_follow_input() -> None:
+    p = adex_param_arrays(["adapting"] * 2)
+    r = class_rheobase_pa("adapting")[1]
+    drive = DriveSpec(
+        mean_pa=np.array([0.2 * r, 0.2 * r]),
+        noise_pa=np.zeros(2),
+        noise_tau_ms=np.full(2, 20.0),
+        pulse_neuron=np.array([1, 1]),
+        pulse_onset_s=np.array([2.0, 7.3]),
+        pulse_offset_s=np.array([2.5, 7.8]),
+        pulse_amp_pa=np.array([1.0 * r, 1.0 * r]),
+    )
+    counts = simulate_spike_counts(p, drive, duration_s=10.0, fps=20.0, rng=np.random.default_rng(0))
+    assert counts.shape == (2, 200)
+    assert counts[0].sum() == 0  # sub-threshold, no noise: silent
+    assert counts[1, 40:52].sum() > 0 and counts[1, 146:158].sum() > 0
+    assert counts[1, :40].sum() == 0 and counts[1, 60:140].sum() == 0
+
+
+def test_tone_selective_cells_fire_during_their_tone() -> None:
+    rates = []
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        pop = make_population(rng, height=96, width=96, cell_density=30.0)
+        prot = make_protocol(rng, duration_s=100.0, shocks=True)
+        act = simulate_activity(pop, prot, "conditioning", n_frames=2000, fps=20.0, motion_px=0.0, rng=rng)
+        t = np.arange(2000) / 20.0
+        tone = np.zeros(2000, dtype=bool)
+        cs_plus = np.zeros(2000, dtype=bool)
+        for name in ("CS+", "CS-"):
+            for a, b in zip(*prot.of(name)):
+                tone |= (t >= a) & (t < b)
+                if name == "CS+":
+                    cs_plus |= (t >= a) & (t < b)
+        for nr in pop.neurons:
+            if nr.tone_selectivity == "CS+" and not act.silent[nr.index]:
+                s = act.spikes[nr.index]
+                rates.append((s[cs_plus].mean(), s[~tone].mean()))
+    rates_a = np.array(rates)
+    assert len(rates_a) >= 5
+    assert np.mean(rates_a[:, 0] > rates_a[:, 1]) >= 0.8
+    assert np.median(rates_a[:, 0]) > 3 * np.median(rates_a[:, 1])
+
+
+def test_calcium_kernel_and_deconvolution() -> None:
+    fps = 20.0
+    b, a, peak = calcium_kernel_ar(0.07, 0.6, fps)
+    spikes = np.zeros(600)
+    spikes[[50, 200, 205, 400]] = [1, 2, 1, 3]
+    from scipy.signal import lfilter
+
+    c_true = lfilter(b, a, spikes) / peak
+    assert c_true.max() == pytest.approx(3.0 * c_true[50:120].max(), rel=0.2)
+    c_raw = 10.0 * c_true + np.random.default_rng(0).normal(0.0, 1.0, 600)
+    c, s = deconvolve(c_raw[None], [(0.07, 0.6)], fps=fps)
+    assert c.shape == s.shape == (1, 600) and np.all(c >= 0) and np.all(s >= 0)
+    assert np.corrcoef(c[0], c_true)[0, 1] > 0.9
+    assert s[0, 45:56].sum() > 0 and s[0, 100:190].sum() == 0
+
+
+def test_no_empty_footprint_even_when_an_artifact_falls_outside_the_frame(tmp_path: Path) -> None:
+    """Regression: seed 2024 at 10 Hz drew a fragment outside the field of view of m03/d2_safety
+    (an all-zero component that ingest rightly refuses); such units are dropped."""
+    cfg = SimulationConfig(n_animals=3, n_frames=1000, fps=10.0, seed=2024,
+                           noise_scale=1.0, cell_density=16.0, artifact_fraction=0.35, cohort="zs10hz")
+    simulate_cohort(tmp_path, cfg, n_workers=1)
+    for path in sorted(tmp_path.glob("m*/*/cnmfe_results.mat")):
+        A = sp.csc_matrix(_load_results(path).A)
+        assert (np.asarray(abs(A).sum(axis=0)).ravel() > 0).all(), path
