@@ -1,6 +1,12 @@
 """The lake: its layout, its catalog of sessions, atomic writes and read access."""
 
-from cellsift.catalog.atomic import publish_dir, remove_tree_quietly, staging_path, write_json_atomic, write_parquet_atomic
+from cellsift.catalog.atomic import (
+    publish_dir,
+    remove_tree_quietly,
+    staging_path,
+    write_json_atomic,
+    write_parquet_atomic,
+)
 from cellsift.catalog.lake import Lake, open_lake
 from cellsift.catalog.layout import LakeLayout, safe_name
 from cellsift.catalog.store import STATUS_FAILED, STATUS_INGESTED, Catalog, SessionRecord

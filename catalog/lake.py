@@ -19,11 +19,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from cellsift.schemas.errors import CellsiftError, LakeError
-from cellsift.schemas import TABLES
-
 from cellsift.catalog.layout import LakeLayout
 from cellsift.catalog.store import Catalog
+from cellsift.schemas import TABLES
+from cellsift.schemas.errors import CellsiftError, LakeError
 
 if TYPE_CHECKING:
     import duckdb

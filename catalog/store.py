@@ -18,9 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from cellsift.schemas.errors import LakeError, SessionNotFoundError
-
 from cellsift.catalog.layout import LakeLayout
+from cellsift.schemas.errors import LakeError, SessionNotFoundError
 
 logger = logging.getLogger(__name__)
 
@@ -74,10 +73,7 @@ def _create_sql() -> str:
     for f in dataclasses.fields(SessionRecord):
         kind = _SQL_TYPES[f.type if isinstance(f.type, str) else f.type.__name__]
         cols.append(f"{f.name} {kind}")
-    return (
-        f"CREATE TABLE IF NOT EXISTS sessions ({', '.join(cols)}, "
-        "PRIMARY KEY (cohort, animal, session))"
-    )
+    return f"CREATE TABLE IF NOT EXISTS sessions ({', '.join(cols)}, PRIMARY KEY (cohort, animal, session))"
 
 
 class Catalog:
@@ -104,9 +100,7 @@ class Catalog:
         with self._connect() as con:
             con.execute(_create_sql())
             con.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
-            con.execute(
-                "INSERT OR IGNORE INTO meta VALUES ('catalog_version', ?)", (str(CATALOG_VERSION),)
-            )
+            con.execute("INSERT OR IGNORE INTO meta VALUES ('catalog_version', ?)", (str(CATALOG_VERSION),))
 
     @property
     def root(self) -> Path:
@@ -140,7 +134,9 @@ class Catalog:
         values = [getattr(record, name) for name in _FIELDS]
         placeholders = ", ".join("?" for _ in _FIELDS)
         with self._connect() as con:
-            con.execute(f"INSERT OR REPLACE INTO sessions ({', '.join(_FIELDS)}) VALUES ({placeholders})", values)
+            con.execute(
+                f"INSERT OR REPLACE INTO sessions ({', '.join(_FIELDS)}) VALUES ({placeholders})", values
+            )
         logger.debug("catalog: %s/%s/%s -> %s", record.cohort, record.animal, record.session, record.status)
 
     def get(self, cohort: str, animal: str, session: str) -> SessionRecord | None:

@@ -1,5 +1,6 @@
 """Data contracts of cellsift: dimension names, session dataset layout, table schemas, errors."""
 
+from cellsift.schemas.analysis_tables import ANALYSIS_TABLES
 from cellsift.schemas.dataset import validate_session_dataset
 from cellsift.schemas.dims import DATASET_SCHEMA_VERSION, FRAME, HEIGHT, UNIT_ID, WIDTH
 from cellsift.schemas.errors import (
@@ -12,6 +13,8 @@ from cellsift.schemas.errors import (
     SchemaError,
     SessionNotFoundError,
 )
+from cellsift.schemas.files import CARD_FILE, TABLE_PART_FILE, TRUTH_FILE
+from cellsift.schemas.keys import SessionKey
 from cellsift.schemas.tables import (
     CELLS_SCHEMA,
     FEATURE_COLUMNS,
@@ -19,11 +22,10 @@ from cellsift.schemas.tables import (
     PARTITION_COLUMNS,
     SESSIONS_SCHEMA,
     TABLE_SCHEMA_VERSION,
+)
+from cellsift.schemas.tables import (
     TABLES as _CORE_TABLES,
 )
-from cellsift.schemas.analysis_tables import ANALYSIS_TABLES
-from cellsift.schemas.files import CARD_FILE, TABLE_PART_FILE, TRUTH_FILE
-from cellsift.schemas.keys import SessionKey
 from cellsift.schemas.versions import PIPELINE_VERSION
 
 #: Every table of the lake by name: the core tables and the analysis tables.

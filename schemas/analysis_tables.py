@@ -125,7 +125,9 @@ CELL_SUMMARY_SCHEMA: Final = _with_meta(
         pa.field("cs_plus_q", pa.float64()),  # Benjamini-Hochberg within session
         pa.field("cs_plus_responsive", pa.bool_()),  # q < alpha and >= 2 responding trials
         pa.field("cs_plus_n_trials", pa.int32()),
-        pa.field("cs_plus_n_trials_sig", pa.int32()),  # trials with Mann-Whitney p < 0.05, same sign as the response
+        pa.field(
+            "cs_plus_n_trials_sig", pa.int32()
+        ),  # trials with Mann-Whitney p < 0.05, same sign as the response
         pa.field("cs_minus_response", pa.float64()),
         pa.field("cs_minus_zscore", pa.float64()),
         pa.field("cs_minus_auc", pa.float64()),
@@ -171,7 +173,9 @@ CELL_REGISTRY_SCHEMA: Final = _with_meta(
         pa.field("shift_y_px", pa.float64()),  # field-of-view shift of this session vs the reference (px)
         pa.field("shift_x_px", pa.float64()),
         pa.field("match_distance_px", pa.float64()),  # centroid distance to the matched cell; null if new
-        pa.field("footprint_similarity", pa.float64()),  # cosine similarity of aligned footprints; null if new
+        pa.field(
+            "footprint_similarity", pa.float64()
+        ),  # cosine similarity of aligned footprints; null if new
     ],
 )
 

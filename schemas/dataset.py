@@ -74,8 +74,7 @@ def validate_session_dataset(
             )
     if str(ds.attrs["schema_version"]).split(".")[0] != DATASET_SCHEMA_VERSION.split(".")[0]:
         raise SchemaError(
-            f"schema version {ds.attrs['schema_version']} is not compatible with "
-            f"{DATASET_SCHEMA_VERSION}",
+            f"schema version {ds.attrs['schema_version']} is not compatible with {DATASET_SCHEMA_VERSION}",
             path=where,
             field="schema_version",
             fix="re-ingest the session with this cellsift version",
@@ -92,7 +91,5 @@ def validate_session_dataset(
         for name in ("C", "C_raw", "S"):
             values = ds[name].values
             if not np.all(np.isfinite(values)):
-                raise SchemaError(
-                    "contains NaN or Inf", path=where, field=name, fix="re-run extraction"
-                )
+                raise SchemaError("contains NaN or Inf", path=where, field=name, fix="re-run extraction")
     logger.debug("session dataset %s is valid", where)

@@ -9,6 +9,7 @@ print them as one readable line.
 from __future__ import annotations
 
 from os import PathLike
+from typing import Any
 
 __all__ = [
     "CellsiftError",
@@ -65,14 +66,16 @@ class CellsiftError(Exception):
             text += f" Fix: {self.fix.rstrip('.')}."
         return " ".join(text.split())
 
-    def __reduce__(self):  # keep errors picklable across Dask workers
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:  # keep errors picklable across Dask workers
         return (
             _rebuild_error,
             (type(self), self.problem, self.path, self.field, self.fix),
         )
 
 
-def _rebuild_error(cls, problem, path, field, fix):  # type: ignore[no-untyped-def]
+def _rebuild_error(
+    cls: type[CellsiftError], problem: str, path: str | None, field: str | None, fix: str | None
+) -> CellsiftError:
     return cls(problem, path=path, field=field, fix=fix)
 
 

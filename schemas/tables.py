@@ -66,13 +66,17 @@ CELLS_SCHEMA: Final = _with_meta(
         pa.field("compactness", pa.float64()),  # 4*pi*area/perimeter^2 (Crofton perimeter), clipped to 1
         pa.field("eccentricity", pa.float64()),  # 0 for a circle, -> 1 for a line
         pa.field("solidity", pa.float64()),  # area / convex hull area
-        pa.field("footprint_peak_frac", pa.float64()),  # weight share of the brightest 25% of binarised pixels
+        pa.field(
+            "footprint_peak_frac", pa.float64()
+        ),  # weight share of the brightest 25% of binarised pixels
         pa.field("peak_to_noise", pa.float64()),  # (max of smoothed C_raw - running baseline) / noise_sd
         pa.field("n_transients", pa.int32()),
         pa.field("transient_rate_per_min", pa.float64()),
         pa.field("skewness", pa.float64()),  # of C_raw
         pa.field("noise_sd", pa.float64()),  # robust noise SD of C_raw
-        pa.field("spatial_corr", pa.float64()),  # mean corr(footprint, movie change at peak); null without movie
+        pa.field(
+            "spatial_corr", pa.float64()
+        ),  # mean corr(footprint, movie change at peak); null without movie
         pa.field("spatial_corr_min", pa.float64()),  # min over clipped peaks
         pa.field("peak_contrast", pa.float64()),  # in-footprint vs surround rise at peaks
         pa.field("neighbour_trace_corr", pa.float64()),  # max corr of C_raw with touching cells
