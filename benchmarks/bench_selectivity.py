@@ -47,7 +47,7 @@ def _simulate(out: Path, *, animals: int, frames: int, seed: int, workers: int) 
 
     from cellsift.pipeline.analysis.tables import build_analysis_tables
     from cellsift.pipeline.ingest.cohort import ingest_cohort
-    from cellsift.pipeline.stages.run import run_pipeline
+    from cellsift.pipeline.stages import run_pipeline
     from cellsift.pipeline.sim.behaviour import FREEZING_FILE, simulate_freezing, write_freezing_csv
     from cellsift.pipeline.sim.cohort import SimulationConfig, simulate_cohort
 

@@ -211,10 +211,13 @@ def run(
 ) -> None:
     """Run the pipeline over every ingested session, classify every cell, write the cells and sessions tables."""
     _setup_logging(verbose)
-    from cellsift.pipeline.stages.clips import ClipParams
-    from cellsift.pipeline.stages.overlap import OverlapParams
-    from cellsift.pipeline.stages.run import PipelineParams, run_pipeline
-    from cellsift.pipeline.stages.transients import TransientParams
+    from cellsift.pipeline.stages import (
+        ClipParams,
+        OverlapParams,
+        PipelineParams,
+        TransientParams,
+        run_pipeline,
+    )
 
     params = PipelineParams(
         transients=TransientParams(k_peaks=k_peaks),

@@ -1,6 +1,6 @@
 """Interpretable summaries of a unit's clips, used next to the quality features.
 
-Computed from prepared clips (:class:`~cellsift.pipeline.classify.base.ClipArrays`:
+Computed from prepared clips (:class:`~cellsift.pipeline.classify.data.ClipArrays`:
 frames as baseline-subtracted z-scores of pixel noise, footprint and neighbour mask
 as static channels), so they are in units of noise SD and compare across labs.
 
@@ -32,13 +32,12 @@ as static channels), so they are in units of noise SD and compare across labs.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 import numpy as np
 from scipy import ndimage
 
-if TYPE_CHECKING:
-    from cellsift.pipeline.classify.base import ClipArrays
+from cellsift.pipeline.classify.data import ClipArrays
 
 __all__ = ["CLIP_SUMMARY_FEATURES", "clip_summary_features"]
 

@@ -17,7 +17,8 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from cellsift.schemas.errors import InputFormatError
+from cellsift.pipeline.classify.inputs import ROBUST_SD_PER_MAD
+from cellsift.schemas import InputFormatError, ParameterError
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +64,9 @@ class OODDetector:
         Raises
         ------
         InputFormatError
-            Fewer than 3 rows, or ``quantile`` outside (0, 1).
+            Fewer than 3 rows.
+        ParameterError
+            ``quantile`` outside (0, 1).
         """
         from sklearn.covariance import LedoitWolf
 
@@ -71,11 +74,13 @@ class OODDetector:
         if X.ndim != 2 or X.shape[0] < 3:
             raise InputFormatError(f"OOD detector needs >= 3 training rows, got shape {X.shape}", field="features")
         if not 0 < quantile < 1:
-            raise InputFormatError(f"quantile must be in (0, 1), got {quantile}", field="quantile")
+            raise ParameterError(
+                f"quantile must be in (0, 1), got {quantile}", field="quantile", fix="use e.g. 0.99"
+            )
         T = _transform(X)
         center = np.nanmedian(T, axis=0)
         center = np.where(np.isfinite(center), center, 0.0)
-        mad = 1.4826 * np.nanmedian(np.abs(T - center), axis=0)
+        mad = ROBUST_SD_PER_MAD * np.nanmedian(np.abs(T - center), axis=0)
         sd = np.nanstd(T, axis=0)
         scale = np.where(mad > 1e-9, mad, np.where(sd > 1e-9, sd, 1.0))
         Z = cls._standardise(T, center, scale)

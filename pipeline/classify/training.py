@@ -605,7 +605,7 @@ def build_simulated_lake(
         The lake folder.
     """
     from cellsift.pipeline.ingest.cohort import ingest_cohort
-    from cellsift.pipeline.stages.run import run_pipeline
+    from cellsift.pipeline.stages import run_pipeline
     from cellsift.pipeline.sim.cohort import simulate_cohort
 
     lake = Path(lake)

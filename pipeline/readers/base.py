@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Protocol, runtime_checkable
@@ -39,10 +39,16 @@ __all__ = [
     "UnitLabels",
     "Extraction",
     "ExtractionReader",
-    "natural_key",
+    "FOOTPRINT_BLOCK",
+    "as_traces",
+    "blocks_from_array",
+    "corrupt_file",
+    "dense_to_csc",
+    "finite_positive",
     "numbered_series",
     "one_line",
     "require_exists",
+    "to_csc",
 ]
 
 #: How the pixel index of a flat footprint maps to ``(y, x)``: ``"F"`` column-major
@@ -50,6 +56,8 @@ __all__ = [
 #: (``index = y * width + x``).
 PIXEL_ORDERS: Final = ("F", "C")
 LABEL_VALUES: Final = ("good", "bad")
+#: Units read from a dense footprint array at a time (bounds memory of dense footprints).
+FOOTPRINT_BLOCK: Final = 32
 
 
 # =========================================================================== video
@@ -225,17 +233,21 @@ def one_line(exc: BaseException, limit: int = 200) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+def corrupt_file(path: Path, exc: BaseException, what: str) -> InputFormatError:
+    """The error for a file a library cannot read: ``cannot read the <what> (<exc>)``."""
+    return InputFormatError(
+        f"cannot read the {what} ({one_line(exc)})",
+        path=path,
+        fix="the file is truncated or corrupt; copy or export it again",
+    )
+
+
 def require_exists(path: Path, *, field_name: str, what: str) -> None:
     """Raise :class:`SessionNotFoundError` if ``path`` does not exist."""
     if not Path(path).exists():
         raise SessionNotFoundError(
             f"{what} does not exist", path=path, field=field_name, fix=f"check the {field_name} path"
         )
-
-
-def natural_key(text: str) -> list[Any]:
-    """Sort key that orders ``"2"`` before ``"10"``."""
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", text)]
 
 
 _NUMBERED = re.compile(r"^(?P<prefix>.*?)(?P<number>\d+)$")
@@ -404,3 +416,25 @@ def as_traces(value: Any, *, name: str, n_units: int, path: Path) -> np.ndarray:
             fix=f"save {name} as a K x T matrix",
         )
     return np.ascontiguousarray(arr)
+
+
+def blocks_from_array(
+    array: Any, n_frames: int, *, convert: Callable[[np.ndarray], np.ndarray] | None = None
+) -> Iterator[np.ndarray]:
+    """Yield fresh ``(n, h, w)`` blocks of an array-like indexed along axis 0.
+
+    Parameters
+    ----------
+    array
+        Anything sliceable along its first axis (NumPy array, memory map, h5py dataset).
+    n_frames
+        Frames per block (the last block may be shorter), ``>= 1``.
+    convert
+        Applied to each block (e.g. a dtype conversion), or ``None``.
+    """
+    if n_frames < 1:
+        raise ValueError(f"n_frames must be >= 1, got {n_frames}")
+    total = int(array.shape[0])
+    for start in range(0, total, n_frames):
+        block = np.array(array[start : min(start + n_frames, total)])
+        yield block if convert is None else convert(block)

@@ -19,7 +19,7 @@ from scipy import ndimage
 from scipy.signal import lfilter
 
 from cellsift.pipeline.sim.adex import DriveSpec, adex_param_arrays, class_rheobase_pa, simulate_spike_counts
-from cellsift.pipeline.sim.population import Population
+from cellsift.pipeline.sim.population import Neuron, Population
 
 __all__ = [
     "TONE_TYPES",
@@ -229,11 +229,152 @@ def _motion(rng: np.random.Generator, n_frames: int, fps: float, motion_px: floa
     for ax in range(2):
         x = 0.5 * motion_px * _ou(rng, n_frames, 0.4 * fps)
         amp = rng.normal(0.0, 2.0 * motion_px, n_jumps)
-        for tj, tau, a in zip(j_t, j_tau, amp):
+        for tj, tau, a in zip(j_t, j_tau, amp, strict=True):
             m = t >= tj
             x[m] += a * np.exp(-(t[m] - tj) / tau)
         out[:, ax] = x
     return out
+
+
+class _Pulses:
+    """Input pulses of a session, collected neuron by neuron.
+
+    Parameters
+    ----------
+    r_pulse
+        Pulse rheobase of each neuron (pA), ``(n_neurons,)``.
+    mean_pa
+        Baseline current of each neuron (pA), ``(n_neurons,)``.
+    """
+
+    def __init__(self, r_pulse: np.ndarray, mean_pa: np.ndarray) -> None:
+        self.r_pulse = r_pulse
+        self.mean_pa = mean_pa
+        self.neuron: list[np.ndarray] = []
+        self.onset: list[np.ndarray] = []
+        self.offset: list[np.ndarray] = []
+        self.amp: list[np.ndarray] = []
+
+    def add(self, idx: int | np.ndarray, on: np.ndarray, off: np.ndarray, level: np.ndarray) -> None:
+        """Add pulses of neuron(s) ``idx`` from ``on`` to ``off`` (s) reaching ``level`` x rheobase."""
+        on = np.atleast_1d(on).astype(np.float64)
+        if on.size == 0:
+            return
+        idx_a = np.broadcast_to(np.asarray(idx), on.shape).astype(np.int64)
+        self.neuron.append(idx_a)
+        self.onset.append(on)
+        self.offset.append(np.maximum(np.atleast_1d(off).astype(np.float64), on + 0.01))
+        # pulse amplitude so that the total input reaches `level` x pulse rheobase
+        self.amp.append(np.maximum(np.atleast_1d(level) * self.r_pulse[idx_a] - self.mean_pa[idx_a], 0.0))
+
+    def drive(self, *, noise_pa: np.ndarray, noise_tau_ms: np.ndarray) -> DriveSpec:
+        """The neurons' input: baseline, OU noise and the pulses collected."""
+        return DriveSpec(
+            mean_pa=self.mean_pa,
+            noise_pa=noise_pa,
+            noise_tau_ms=noise_tau_ms,
+            pulse_neuron=np.concatenate(self.neuron) if self.neuron else np.zeros(0, np.int64),
+            pulse_onset_s=np.concatenate(self.onset) if self.onset else np.zeros(0),
+            pulse_offset_s=np.concatenate(self.offset) if self.offset else np.zeros(0),
+            pulse_amp_pa=np.concatenate(self.amp) if self.amp else np.zeros(0),
+        )
+
+
+def _neuron_pulses(
+    pulses: _Pulses,
+    rng: np.random.Generator,
+    k: int,
+    nr: Neuron,
+    protocol: Protocol,
+    gains: dict[str, float],
+    duration_s: float,
+) -> None:
+    """Spontaneous up-states, tone- and shock-evoked input of neuron ``k``."""
+    m = rng.poisson(nr.event_rate_hz * duration_s)
+    on = rng.uniform(-0.5, duration_s, m)
+    dur = np.clip(rng.lognormal(np.log(0.25), 0.55, m), 0.06, 1.2)
+    level = np.clip(rng.lognormal(np.log(1.2), 0.2, m), 1.0, 3.0)
+    pulses.add(k, on, on + dur, level)
+    prefs = {"CS+": ("CS+",), "CS-": ("CS-",), "both": TONE_TYPES}.get(nr.tone_selectivity, ())
+    for tone in prefs:
+        on, off = protocol.of(tone)
+        if on.size == 0:
+            continue
+        hit = rng.random(on.size) < nr.tone_reliability
+        lat = rng.uniform(0.05, 0.3, on.size)
+        dur = rng.uniform(0.25, 0.9, on.size)
+        level = nr.tone_gain * gains.get(tone, 1.0) * rng.lognormal(0.0, 0.2, on.size)
+        pulses.add(k, (on + lat)[hit], (on + lat + dur)[hit], level[hit])
+        # raised up-state rate for the rest of the tone
+        for a, b_ in zip(on, off, strict=True):
+            m = rng.poisson(4.0 * nr.event_rate_hz * (b_ - a) * gains.get(tone, 1.0) + 0.3)
+            t0 = rng.uniform(a, b_, m)
+            pulses.add(
+                k,
+                t0,
+                t0 + np.clip(rng.lognormal(np.log(0.2), 0.5, m), 0.05, 0.8),
+                np.clip(rng.lognormal(np.log(1.3), 0.2, m), 1.0, 3.0),
+            )
+    sh_on, sh_off = protocol.of("shock")
+    if sh_on.size:
+        if nr.shock_responsive:
+            hit = rng.random(sh_on.size) < 0.9
+            pulses.add(k, sh_on[hit] + 0.03, sh_off[hit], rng.uniform(1.6, 3.0, sh_on.size)[hit])
+        elif rng.random() < 0.2:
+            pulses.add(k, sh_on + 0.05, sh_on + 0.4, rng.uniform(0.9, 1.3, sh_on.size))
+
+
+def _assembly_pulses(
+    pulses: _Pulses, rng: np.random.Generator, neurons: tuple[Neuron, ...], duration_s: float
+) -> None:
+    """Events shared by the members of each assembly (each member joins 80 % of them)."""
+    asm_ids = sorted({nr.assembly for nr in neurons if nr.assembly >= 0})
+    for a_id in asm_ids:
+        members = [nr.index for nr in neurons if nr.assembly == a_id]
+        m = rng.poisson(rng.uniform(0.03, 0.12) * duration_s)
+        on = rng.uniform(0, duration_s, m)
+        dur = np.clip(rng.lognormal(np.log(0.3), 0.4, m), 0.08, 1.0)
+        for k in members:
+            hit = rng.random(m) < 0.8
+            jit = rng.normal(0.0, 0.04, m)
+            pulses.add(
+                k,
+                (on + jit)[hit],
+                (on + jit + dur)[hit],
+                np.clip(rng.lognormal(np.log(1.4), 0.2, m), 1.0, 3.0)[hit],
+            )
+
+
+def _calcium(
+    neurons: tuple[Neuron, ...], spikes: np.ndarray, n_frames: int, fps: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Calcium (spike units) and saturating dF/F (float32) of each neuron, ``(n, n_frames)``."""
+    n = len(neurons)
+    calcium = np.zeros((n, n_frames))
+    dff = np.zeros((n, n_frames), dtype=np.float32)
+    for k, nr in enumerate(neurons):
+        if not spikes[k].any():
+            continue
+        b, a, peak = calcium_kernel_ar(nr.tau_rise_s, nr.tau_decay_s, fps)
+        c = lfilter(b, a, spikes[k].astype(np.float64)) / peak
+        calcium[k] = c
+        dff[k] = nr.dff_per_spike * c / (1.0 + c / nr.saturation_spikes)
+    return calcium, dff
+
+
+def _background_dynamics(
+    rng: np.random.Generator, pop: Population, dff: np.ndarray, n_frames: int, fps: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Smoothed population activity ``(n_frames,)`` and background factors ``(n_bg + 1, n_frames)``."""
+    inf = slice(0, pop.n_in_focus)
+    popact = dff[inf].mean(axis=0) if pop.n_in_focus else np.zeros(n_frames)
+    popact = ndimage.gaussian_filter1d(popact.astype(np.float64), 0.3 * fps)
+    n_bg = len(pop.bg_blobs)
+    bg_t = np.empty((n_bg + 1, n_frames))
+    for k in range(n_bg):
+        bg_t[k] = 1.0 + 0.035 * _ou(rng, n_frames, rng.uniform(5.0, 15.0) * fps) + 0.3 * (popact - popact.mean())
+    bg_t[n_bg] = 1.0 + 0.03 * _ou(rng, n_frames, 3.0 * fps) + 1.5 * (popact - popact.mean())
+    return popact, bg_t
 
 
 def simulate_activity(
@@ -290,99 +431,16 @@ def simulate_activity(
     silent = np.zeros(n, dtype=bool)
     silent[: pop.n_in_focus] = rng.random(pop.n_in_focus) < 0.08
 
-    p_n: list[np.ndarray] = []
-    p_on: list[np.ndarray] = []
-    p_off: list[np.ndarray] = []
-    p_amp: list[np.ndarray] = []
-
-    def add(idx: int | np.ndarray, on: np.ndarray, off: np.ndarray, level: np.ndarray) -> None:
-        on = np.atleast_1d(on).astype(np.float64)
-        if on.size == 0:
-            return
-        idx_a = np.broadcast_to(np.asarray(idx), on.shape).astype(np.int64)
-        p_n.append(idx_a)
-        p_on.append(on)
-        p_off.append(np.maximum(np.atleast_1d(off).astype(np.float64), on + 0.01))
-        # pulse amplitude so that the total input reaches `level` x pulse rheobase
-        p_amp.append(np.maximum(np.atleast_1d(level) * r_pulse[idx_a] - mean_pa[idx_a], 0.0))
-
-    def up_states(k: int, rate_hz: float) -> None:
-        m = rng.poisson(rate_hz * duration_s)
-        on = rng.uniform(-0.5, duration_s, m)
-        dur = np.clip(rng.lognormal(np.log(0.25), 0.55, m), 0.06, 1.2)
-        level = np.clip(rng.lognormal(np.log(1.2), 0.2, m), 1.0, 3.0)
-        add(k, on, on + dur, level)
-
+    pulses = _Pulses(r_pulse, mean_pa)
     gains = STAGE_TONE_GAIN.get(stage, {"CS+": 1.0, "CS-": 1.0})
-    tone_on = {t: protocol.of(t)[0] for t in TONE_TYPES}
-    tone_off = {t: protocol.of(t)[1] for t in TONE_TYPES}
-    sh_on, sh_off = protocol.of("shock")
     for k, nr in enumerate(neurons):
-        up_states(k, nr.event_rate_hz)
-        prefs = {"CS+": ("CS+",), "CS-": ("CS-",), "both": TONE_TYPES}.get(nr.tone_selectivity, ())
-        for tone in prefs:
-            on, off = tone_on[tone], tone_off[tone]
-            if on.size == 0:
-                continue
-            hit = rng.random(on.size) < nr.tone_reliability
-            lat = rng.uniform(0.05, 0.3, on.size)
-            dur = rng.uniform(0.25, 0.9, on.size)
-            level = nr.tone_gain * gains.get(tone, 1.0) * rng.lognormal(0.0, 0.2, on.size)
-            add(k, (on + lat)[hit], (on + lat + dur)[hit], level[hit])
-            # raised up-state rate for the rest of the tone
-            for a, b_ in zip(on, off):
-                m = rng.poisson(4.0 * nr.event_rate_hz * (b_ - a) * gains.get(tone, 1.0) + 0.3)
-                t0 = rng.uniform(a, b_, m)
-                add(k, t0, t0 + np.clip(rng.lognormal(np.log(0.2), 0.5, m), 0.05, 0.8),
-                    np.clip(rng.lognormal(np.log(1.3), 0.2, m), 1.0, 3.0))
-        if sh_on.size:
-            if nr.shock_responsive:
-                hit = rng.random(sh_on.size) < 0.9
-                add(k, sh_on[hit] + 0.03, sh_off[hit], rng.uniform(1.6, 3.0, sh_on.size)[hit])
-            elif rng.random() < 0.2:
-                add(k, sh_on + 0.05, sh_on + 0.4, rng.uniform(0.9, 1.3, sh_on.size))
-    # assemblies share events
-    asm_ids = sorted({nr.assembly for nr in neurons if nr.assembly >= 0})
-    for a_id in asm_ids:
-        members = [nr.index for nr in neurons if nr.assembly == a_id]
-        m = rng.poisson(rng.uniform(0.03, 0.12) * duration_s)
-        on = rng.uniform(0, duration_s, m)
-        dur = np.clip(rng.lognormal(np.log(0.3), 0.4, m), 0.08, 1.0)
-        for k in members:
-            hit = rng.random(m) < 0.8
-            jit = rng.normal(0.0, 0.04, m)
-            add(k, (on + jit)[hit], (on + jit + dur)[hit], np.clip(rng.lognormal(np.log(1.4), 0.2, m), 1.0, 3.0)[hit])
-
-    drive = DriveSpec(
-        mean_pa=mean_pa,
-        noise_pa=noise_pa,
-        noise_tau_ms=rng.uniform(10.0, 30.0, n),
-        pulse_neuron=np.concatenate(p_n) if p_n else np.zeros(0, np.int64),
-        pulse_onset_s=np.concatenate(p_on) if p_on else np.zeros(0),
-        pulse_offset_s=np.concatenate(p_off) if p_off else np.zeros(0),
-        pulse_amp_pa=np.concatenate(p_amp) if p_amp else np.zeros(0),
-    )
+        _neuron_pulses(pulses, rng, k, nr, protocol, gains, duration_s)
+    _assembly_pulses(pulses, rng, neurons, duration_s)
+    drive = pulses.drive(noise_pa=noise_pa, noise_tau_ms=rng.uniform(10.0, 30.0, n))
     spikes = simulate_spike_counts(params, drive, duration_s=duration_s, fps=fps, rng=rng)[:, :n_frames]
     spikes[silent] = 0
-
-    calcium = np.zeros((n, n_frames))
-    dff = np.zeros((n, n_frames), dtype=np.float32)
-    for k, nr in enumerate(neurons):
-        if not spikes[k].any():
-            continue
-        b, a, peak = calcium_kernel_ar(nr.tau_rise_s, nr.tau_decay_s, fps)
-        c = lfilter(b, a, spikes[k].astype(np.float64)) / peak
-        calcium[k] = c
-        dff[k] = nr.dff_per_spike * c / (1.0 + c / nr.saturation_spikes)
-
-    inf = slice(0, pop.n_in_focus)
-    popact = dff[inf].mean(axis=0) if pop.n_in_focus else np.zeros(n_frames)
-    popact = ndimage.gaussian_filter1d(popact.astype(np.float64), 0.3 * fps)
-    n_bg = len(pop.bg_blobs)
-    bg_t = np.empty((n_bg + 1, n_frames))
-    for k in range(n_bg):
-        bg_t[k] = 1.0 + 0.035 * _ou(rng, n_frames, rng.uniform(5.0, 15.0) * fps) + 0.3 * (popact - popact.mean())
-    bg_t[n_bg] = 1.0 + 0.03 * _ou(rng, n_frames, 3.0 * fps) + 1.5 * (popact - popact.mean())
+    calcium, dff = _calcium(neurons, spikes, n_frames, fps)
+    popact, bg_t = _background_dynamics(rng, pop, dff, n_frames, fps)
 
     t = np.arange(n_frames) / fps
     tau_b = rng.uniform(300.0, 900.0)

@@ -34,6 +34,8 @@ from typing import Final
 import numpy as np
 from scipy.signal import lfilter
 
+from cellsift.schemas.errors import ParameterError
+
 __all__ = [
     "FIRING_CLASSES",
     "AdExParams",
@@ -133,17 +135,19 @@ def adex_param_arrays(
 
     Raises
     ------
-    ValueError
+    ParameterError
         If a class is unknown, or ``jitter > 0`` without ``rng``.
     """
     classes = list(classes)
     unknown = sorted({c for c in classes if c not in ADEX_CLASS_PARAMS})
     if unknown:
-        raise ValueError(f"unknown firing class(es) {unknown}; expected one of {FIRING_CLASSES}")
+        raise ParameterError(
+            f"unknown firing class(es) {unknown}; expected one of {FIRING_CLASSES}", field="classes"
+        )
     if jitter < 0:
-        raise ValueError(f"jitter must be >= 0, got {jitter}")
+        raise ParameterError(f"jitter must be >= 0, got {jitter}", field="jitter")
     if jitter > 0 and rng is None:
-        raise ValueError("jitter > 0 needs an rng")
+        raise ParameterError("jitter > 0 needs an rng", field="rng", fix="pass rng=numpy.random.default_rng(seed)")
     out = {
         name: np.array([getattr(ADEX_CLASS_PARAMS[c], name) for c in classes], dtype=np.float64)
         for name in _PARAM_NAMES
@@ -187,18 +191,24 @@ def run_adex(
 
     Raises
     ------
-    ValueError
+    ParameterError
         On a bad shape or a non-positive step.
     """
     current_pa = np.asarray(current_pa, dtype=np.float64)
     if current_pa.ndim != 2:
-        raise ValueError(f"current_pa must be 2-D (n_samples, n_traces), got shape {current_pa.shape}")
+        raise ParameterError(
+            f"current_pa must be 2-D (n_samples, n_traces), got shape {current_pa.shape}", field="current_pa"
+        )
     if not dt_ms > 0 or steps_per_sample < 1:
-        raise ValueError(f"need dt_ms > 0 and steps_per_sample >= 1, got {dt_ms}, {steps_per_sample}")
+        raise ParameterError(
+            f"need dt_ms > 0 and steps_per_sample >= 1, got {dt_ms}, {steps_per_sample}", field="dt_ms"
+        )
     n_samples, n_traces = current_pa.shape
     for name in _PARAM_NAMES:
         if np.shape(params[name]) != (n_traces,):
-            raise ValueError(f"params['{name}'] must have shape ({n_traces},), got {np.shape(params[name])}")
+            raise ParameterError(
+                f"params['{name}'] must have shape ({n_traces},), got {np.shape(params[name])}", field="params"
+            )
 
     c = params["c_pf"]
     gl = params["g_l_ns"]
@@ -405,14 +415,14 @@ def simulate_spike_counts(
 
     Raises
     ------
-    ValueError
+    ParameterError
         On inconsistent resolutions or non-positive lengths.
     """
     if duration_s <= 0 or fps <= 0:
-        raise ValueError(f"duration_s and fps must be > 0, got {duration_s}, {fps}")
+        raise ParameterError(f"duration_s and fps must be > 0, got {duration_s}, {fps}", field="duration_s")
     steps_per_sample = int(round(input_dt_ms / dt_ms))
     if steps_per_sample < 1 or not math.isclose(steps_per_sample * dt_ms, input_dt_ms, rel_tol=1e-9):
-        raise ValueError(f"input_dt_ms ({input_dt_ms}) must be a multiple of dt_ms ({dt_ms})")
+        raise ParameterError(f"input_dt_ms ({input_dt_ms}) must be a multiple of dt_ms ({dt_ms})", field="input_dt_ms")
     n_neurons = drive.n_neurons
     n_frames = int(math.ceil(duration_s * fps - 1e-9))
     counts = np.zeros((n_neurons, n_frames), dtype=np.int32)
@@ -429,9 +439,9 @@ def simulate_spike_counts(
     bounds = np.searchsorted(drive.pulse_neuron[order], np.arange(n_neurons + 1))
     pulses_by_neuron = [order[bounds[n] : bounds[n + 1]] for n in range(n_neurons)]
 
-    pairs_n, pairs_s = np.meshgrid(np.arange(n_neurons), np.arange(n_seg), indexing="ij")
-    pairs_n = pairs_n.ravel()
-    pairs_s = pairs_s.ravel()
+    grid_n, grid_s = np.meshgrid(np.arange(n_neurons), np.arange(n_seg), indexing="ij")
+    pairs_n = grid_n.ravel()
+    pairs_s = grid_s.ravel()
     batch = max(1, int(max_traces_per_batch))
     for b0 in range(0, pairs_n.size, batch):
         neuron = pairs_n[b0 : b0 + batch]
@@ -471,11 +481,13 @@ def class_rheobase_pa(firing_class: str) -> tuple[float, float]:
 
     Raises
     ------
-    ValueError
+    ParameterError
         If the class is unknown.
     """
     if firing_class not in ADEX_CLASS_PARAMS:
-        raise ValueError(f"unknown firing class {firing_class!r}; expected one of {FIRING_CLASSES}")
+        raise ParameterError(
+            f"unknown firing class {firing_class!r}; expected one of {FIRING_CLASSES}", field="firing_class"
+        )
     return _all_rheobases()[firing_class]
 
 

@@ -25,7 +25,8 @@ import scipy.sparse as sp
 from scipy import ndimage
 
 from cellsift.pipeline.sim.activity import Activity
-from cellsift.pipeline.sim.population import Population, _patch_to_flat, _smooth_field, blob_image, streak_image
+from cellsift.pipeline.sim.geometry import blob_image, patch_to_flat, smooth_field, streak_image
+from cellsift.pipeline.sim.population import Population
 
 __all__ = [
     "Scene",
@@ -34,6 +35,7 @@ __all__ = [
     "expected_frame",
     "render_movie",
     "ProjectionStats",
+    "shift_frames",
 ]
 
 log = logging.getLogger(__name__)
@@ -134,9 +136,9 @@ def build_scene(
     rows = []
     drows = []
     for nr in pop.neurons:
-        rows.append(_patch_to_flat(*blob_image(nr.blob, h, w, dy=dy, dx=dx), w))
+        rows.append(patch_to_flat(*blob_image(nr.blob, h, w, dy=dy, dx=dx), w))
         if nr.dendrite is not None:
-            drows.append(_patch_to_flat(*streak_image(nr.dendrite, h, w, dy=dy, dx=dx), w))
+            drows.append(patch_to_flat(*streak_image(nr.dendrite, h, w, dy=dy, dx=dx), w))
         else:
             drows.append((np.zeros(0, np.int64), np.zeros(0)))
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
@@ -146,8 +148,8 @@ def build_scene(
     # neuropil and texture fields live on a padded canvas and move with the tissue
     frng = np.random.default_rng(pop.field_seed)
     pad = 8
-    npil = np.exp(0.35 * _smooth_field(frng, (h + 2 * pad, w + 2 * pad), 6.0))
-    tex = 3.0 * _smooth_field(frng, (h + 2 * pad, w + 2 * pad), 1.5)
+    npil = np.exp(0.35 * smooth_field(frng, (h + 2 * pad, w + 2 * pad), 6.0))
+    tex = 3.0 * smooth_field(frng, (h + 2 * pad, w + 2 * pad), 1.5)
     npil = ndimage.shift(npil, (dy, dx), order=1, mode="nearest")[pad:-pad, pad:-pad]
     tex = ndimage.shift(tex, (dy, dx), order=1, mode="nearest")[pad:-pad, pad:-pad]
     npil = npil / npil.mean() * pop.neuropil_amp
@@ -155,14 +157,14 @@ def build_scene(
     static = pop.bg_base + tex.ravel()
     spot_rows = []
     for blob, amp in pop.spots:
-        idx, val = _patch_to_flat(*blob_image(blob, h, w, dy=dy, dx=dx), w)
+        idx, val = patch_to_flat(*blob_image(blob, h, w, dy=dy, dx=dx), w)
         np.add.at(static, idx, amp * val)
         spot_rows.append((idx, val))
     trans = np.ones(n_px)
     for vessel, depth in pop.vessels:
         y0, x0, patch = streak_image(vessel, h, w, dy=dy, dx=dx)
         if patch.size:
-            trans[_patch_to_flat(y0, x0, patch, w)[0]] *= 1.0 - depth * patch[np.nonzero(patch)]
+            trans[patch_to_flat(y0, x0, patch, w)[0]] *= 1.0 - depth * patch[np.nonzero(patch)]
     r2 = ((yy - (h - 1) / 2) / (h / 2)) ** 2 + ((xx - (w - 1) / 2) / (w / 2)) ** 2
     vignette = (1.0 - 0.18 * r2).ravel()
     return Scene(
@@ -291,7 +293,7 @@ def render_movie(
         tissue += activity.bg_temporal[:, sl].T.astype(np.float32) @ bg_a
         tissue += static
         tissue = tissue.reshape(nb, h, w)
-        frames = _shift_frames(tissue, activity.motion_px[sl], activity.bleach[sl])
+        frames = shift_frames(tissue, activity.motion_px[sl], activity.bleach[sl])
         del tissue
         frames *= vign
         frames += np.float32(scene.dark_counts)
@@ -307,7 +309,7 @@ def render_movie(
         yield frames.astype(np.uint8)
 
 
-def _shift_frames(tissue: np.ndarray, shifts: np.ndarray, gains: np.ndarray) -> np.ndarray:
+def shift_frames(tissue: np.ndarray, shifts: np.ndarray, gains: np.ndarray) -> np.ndarray:
     """Rigidly shift each frame by (dy, dx) px with bilinear interpolation and scale it.
 
     Same result as ``scipy.ndimage.shift(frame, (dy, dx), order=1, mode="nearest")``

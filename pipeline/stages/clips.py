@@ -21,10 +21,9 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from cellsift.schemas.errors import InputFormatError, SchemaError
-
-from cellsift.pipeline.stages.footprints import _check_csr, _check_dims, bounding_boxes
+from cellsift.pipeline.stages.footprints import bounding_boxes, check_csr, check_dims
 from cellsift.pipeline.stages.transients import TransientResult
+from cellsift.schemas.errors import InputFormatError, ParameterError, SchemaError
 
 logger = logging.getLogger(__name__)
 
@@ -64,12 +63,12 @@ class ClipParams:
 
     def __post_init__(self) -> None:
         if self.n_before < 0 or self.n_after < 0:
-            raise InputFormatError(
+            raise ParameterError(
                 f"n_before/n_after must be >= 0, got {self.n_before}/{self.n_after}",
                 field="n_before",
             )
         if self.crop_px < 1:
-            raise InputFormatError(f"crop_px must be >= 1, got {self.crop_px}", field="crop_px")
+            raise ParameterError(f"crop_px must be >= 1, got {self.crop_px}", field="crop_px")
 
     @property
     def n_frames(self) -> int:
@@ -139,9 +138,7 @@ def clip_frame_indices(
     return np.clip(p[:, None] + offs[None, :], 0, n_frames - 1)
 
 
-def crop_indices(
-    centroids: np.ndarray, dims: tuple[int, int], crop_px: int
-) -> tuple[np.ndarray, np.ndarray]:
+def crop_indices(centroids: np.ndarray, dims: tuple[int, int], crop_px: int) -> tuple[np.ndarray, np.ndarray]:
     """Frame row/column shown at each crop pixel (edge pixels repeated).
 
     Parameters
@@ -344,9 +341,7 @@ def extract_clips(
     return clips, valid
 
 
-def _crop_row(
-    A: sp.csr_matrix, u: int, rows: np.ndarray, cols: np.ndarray, w: int
-) -> np.ndarray:
+def _crop_row(A: sp.csr_matrix, u: int, rows: np.ndarray, cols: np.ndarray, w: int) -> np.ndarray:
     """Values of sparse row ``u`` at the crop grid ``rows x cols`` (float64)."""
     lo, hi = A.indptr[u], A.indptr[u + 1]
     cp_r, cp_c = rows.size, cols.size
@@ -381,13 +376,11 @@ def crop_footprints(
         ``(K, crop_px, crop_px)`` float32 footprint weights (edge pixels repeated
         beyond the frame border, like the clips).
     """
-    A = _check_csr(A)
-    h, w = _check_dims(dims, A.shape[1])
+    A = check_csr(A)
+    h, w = check_dims(dims, A.shape[1])
     k = A.shape[0]
     if np.shape(centroids)[0] != k:
-        raise SchemaError(
-            f"{np.shape(centroids)[0]} centroids for {k} footprints", field="centroids"
-        )
+        raise SchemaError(f"{np.shape(centroids)[0]} centroids for {k} footprints", field="centroids")
     rows, cols = crop_indices(centroids, (h, w), crop_px)
     out = np.zeros((k, crop_px, crop_px), dtype=np.float32)
     Af = A.astype(np.float64)
@@ -431,8 +424,8 @@ def crop_neighbour_masks(
         ``(len(units), crop_px, crop_px)`` bool (``K`` rows by default), aligned with
         :func:`crop_footprints`.
     """
-    M = _check_csr(masks, field="masks")
-    h, w = _check_dims(dims, M.shape[1], field="masks")
+    M = check_csr(masks, field="masks")
+    h, w = check_dims(dims, M.shape[1], field="masks")
     k = M.shape[0]
     if np.shape(centroids)[0] != k:
         raise SchemaError(f"{np.shape(centroids)[0]} centroids for {k} masks", field="centroids")

@@ -31,20 +31,18 @@ import numpy as np
 import scipy.sparse as sp
 from scipy import ndimage
 
-from cellsift.schemas.errors import InputFormatError, SchemaError
-from cellsift.schemas.tables import FEATURE_COLUMNS
-
-from cellsift.pipeline.stages.footprints import _check_csr, _check_dims, shape_features
+from cellsift.pipeline._util import MAD_TO_SD
+from cellsift.pipeline.stages.footprints import check_csr, check_dims, shape_features
 from cellsift.pipeline.stages.overlap import OverlapResult, neighbour_trace_corr
 from cellsift.pipeline.stages.transients import TransientResult
+from cellsift.schemas.errors import InputFormatError, ParameterError, SchemaError
+from cellsift.schemas.tables import FEATURE_COLUMNS
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["SpatialParams", "SPATIAL_FEATURE_NAMES", "spatial_features", "session_features"]
 
 SPATIAL_FEATURE_NAMES = ("spatial_corr", "spatial_corr_min", "peak_contrast")
-
-_MAD_TO_SD = 1.482602218505602
 
 
 @dataclass(frozen=True)
@@ -73,18 +71,18 @@ class SpatialParams:
 
     def __post_init__(self) -> None:
         if self.n_before < 0 or self.peak_half_width < 0:
-            raise InputFormatError("n_before and peak_half_width must be >= 0", field="n_before")
+            raise ParameterError("n_before and peak_half_width must be >= 0", field="n_before")
         if self.n_baseline_frames < 1:
-            raise InputFormatError(
+            raise ParameterError(
                 f"n_baseline_frames must be >= 1, got {self.n_baseline_frames}",
                 field="n_baseline_frames",
             )
         if not 0.0 <= self.rel_threshold <= 1.0:
-            raise InputFormatError(
+            raise ParameterError(
                 f"rel_threshold must be in [0, 1], got {self.rel_threshold}", field="rel_threshold"
             )
         if self.ring_px < 1:
-            raise InputFormatError(f"ring_px must be >= 1, got {self.ring_px}", field="ring_px")
+            raise ParameterError(f"ring_px must be >= 1, got {self.ring_px}", field="ring_px")
 
 
 def _rowwise_corr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -168,9 +166,7 @@ def spatial_features(
 
     corr = _rowwise_corr(act_flat, np.broadcast_to(fp_flat, act_flat.shape))
     out["spatial_corr"] = _masked_mean(corr, valid)
-    out["spatial_corr_min"] = np.where(
-        valid.any(axis=1), np.where(valid, corr, np.inf).min(axis=1), 0.0
-    )
+    out["spatial_corr_min"] = np.where(valid.any(axis=1), np.where(valid, corr, np.inf).min(axis=1), 0.0)
 
     fp_max = fp.reshape(n, -1).max(axis=1)
     inside = (fp > 0) & (fp >= params.rel_threshold * fp_max[:, None, None])
@@ -182,7 +178,7 @@ def spatial_features(
     mean_in = np.einsum("nkp,np->nk", act_flat, inside.reshape(n, -1)) / np.maximum(n_in, 1)[:, None]
     mean_ring = np.einsum("nkp,np->nk", act_flat, ring.reshape(n, -1)) / np.maximum(n_ring, 1)[:, None]
     med = np.median(act_flat, axis=2, keepdims=True)
-    rsd = _MAD_TO_SD * np.median(np.abs(act_flat - med), axis=2)
+    rsd = MAD_TO_SD * np.median(np.abs(act_flat - med), axis=2)
     sd = act_flat.std(axis=2)
     rsd = np.where(rsd > 0, rsd, sd)
     ok = (n_in > 0)[:, None] & (n_ring > 0)[:, None] & (rsd > 0) & valid
@@ -236,8 +232,8 @@ def session_features(
         ``n_transients`` and ``n_neighbours`` int32, the rest float64. NaN-free except
         the spatial features of a movie-less session.
     """
-    A = _check_csr(A)
-    _check_dims(dims, A.shape[1])
+    A = check_csr(A)
+    check_dims(dims, A.shape[1])
     k = A.shape[0]
     C = np.asarray(C_raw)
     if C.ndim != 2 or C.shape[0] != k:
@@ -260,9 +256,9 @@ def session_features(
     duration_min = C.shape[1] / fps / 60.0
     n_tr = np.array([t.n_transients for t in transients], dtype=np.int32)
     out["n_transients"] = n_tr
-    out["transient_rate_per_min"] = (
-        n_tr / duration_min if duration_min > 0 else np.zeros(k)
-    ).astype(np.float64)
+    out["transient_rate_per_min"] = (n_tr / duration_min if duration_min > 0 else np.zeros(k)).astype(
+        np.float64
+    )
     out["peak_to_noise"] = np.array([t.peak_to_noise for t in transients], dtype=np.float64)
     out["skewness"] = np.array([t.skewness for t in transients], dtype=np.float64)
     out["noise_sd"] = np.array([t.noise_sd for t in transients], dtype=np.float64)
@@ -273,13 +269,9 @@ def session_features(
             out[name] = np.full(k, np.nan)
     else:
         if valid is None or fp_crops is None:
-            raise InputFormatError(
-                "clips given without valid mask or footprint crops", field="clips"
-            )
+            raise InputFormatError("clips given without valid mask or footprint crops", field="clips")
         if np.shape(clips)[0] != k:
-            raise SchemaError(
-                f"clips for {np.shape(clips)[0]} units, footprints for {k}", field="clips"
-            )
+            raise SchemaError(f"clips for {np.shape(clips)[0]} units, footprints for {k}", field="clips")
         out.update(spatial_features(clips, valid, fp_crops, params=spatial_params))
 
     out["neighbour_trace_corr"] = neighbour_trace_corr(C, overlap.pairs)

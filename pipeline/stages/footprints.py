@@ -72,7 +72,8 @@ SHAPE_FEATURE_NAMES = (
     "centroid_x",
 )
 
-def _check_dims(dims: Any, n_cols: int, *, field: str = "A") -> tuple[int, int]:
+
+def check_dims(dims: Any, n_cols: int, *, field: str = "A") -> tuple[int, int]:
     try:
         h, w = (int(d) for d in dims)
     except (TypeError, ValueError):
@@ -88,7 +89,7 @@ def _check_dims(dims: Any, n_cols: int, *, field: str = "A") -> tuple[int, int]:
     return h, w
 
 
-def _check_csr(A: Any, *, field: str = "A") -> sp.csr_matrix:
+def check_csr(A: Any, *, field: str = "A") -> sp.csr_matrix:
     if not sp.issparse(A) or A.ndim != 2:
         raise InputFormatError(
             f"expected a 2-D scipy.sparse matrix (units x pixels), got {type(A).__name__}",
@@ -132,9 +133,7 @@ def footprints_to_sparse(A_block: np.ndarray, *, rel_threshold: float = 0.0) -> 
             fix="pass A with dims (unit_id, height, width)",
         )
     if not 0.0 <= rel_threshold <= 1.0:
-        raise InputFormatError(
-            f"rel_threshold must be in [0, 1], got {rel_threshold}", field="rel_threshold"
-        )
+        raise InputFormatError(f"rel_threshold must be in [0, 1], got {rel_threshold}", field="rel_threshold")
     k, h, w = A_block.shape
     flat = A_block.reshape(k, h * w).astype(np.float32, copy=False)
     if not np.all(np.isfinite(flat)):
@@ -149,9 +148,7 @@ def footprints_to_sparse(A_block: np.ndarray, *, rel_threshold: float = 0.0) -> 
     return out
 
 
-def read_footprints_sparse(
-    A: Any, *, block_units: int = 32, rel_threshold: float = 0.0
-) -> sp.csr_matrix:
+def read_footprints_sparse(A: Any, *, block_units: int = 32, rel_threshold: float = 0.0) -> sp.csr_matrix:
     """Read footprints ``(K, H, W)`` from any indexable array a block of units at a time.
 
     Parameters
@@ -170,9 +167,7 @@ def read_footprints_sparse(
     """
     shape = tuple(A.shape)
     if len(shape) != 3:
-        raise InputFormatError(
-            f"footprints must be (unit_id, height, width), got shape {shape}", field="A"
-        )
+        raise InputFormatError(f"footprints must be (unit_id, height, width), got shape {shape}", field="A")
     if block_units < 1:
         raise InputFormatError(f"block_units must be >= 1, got {block_units}", field="block_units")
     k = shape[0]
@@ -200,11 +195,9 @@ def binarize(A: sp.spmatrix, *, rel_threshold: float = 0.2) -> sp.csr_matrix:
     scipy.sparse.csr_matrix
         ``bool``, same shape, only ``True`` entries stored.
     """
-    A = _check_csr(A)
+    A = check_csr(A)
     if not 0.0 <= rel_threshold <= 1.0:
-        raise InputFormatError(
-            f"rel_threshold must be in [0, 1], got {rel_threshold}", field="rel_threshold"
-        )
+        raise InputFormatError(f"rel_threshold must be in [0, 1], got {rel_threshold}", field="rel_threshold")
     if A.dtype == np.bool_:
         out = A.copy()
         out.eliminate_zeros()
@@ -241,8 +234,8 @@ def centroids(A: sp.spmatrix, dims: tuple[int, int]) -> np.ndarray:
         ``(K, 2)`` float64 ``(y, x)`` in px. A unit with an empty footprint gets the
         frame centre ``((H-1)/2, (W-1)/2)`` so downstream crops stay valid (NaN-free).
     """
-    A = _check_csr(A)
-    h, w = _check_dims(dims, A.shape[1])
+    A = check_csr(A)
+    h, w = check_dims(dims, A.shape[1])
     data = np.clip(A.data.astype(np.float64), 0.0, None)
     ys, xs = np.divmod(A.indices.astype(np.int64), w)
     row_of = np.repeat(np.arange(A.shape[0]), np.diff(A.indptr))
@@ -268,8 +261,8 @@ def bounding_boxes(A: sp.spmatrix, dims: tuple[int, int]) -> np.ndarray:
     numpy.ndarray
         ``(K, 4)`` int64 ``[y0, y1, x0, x1]`` (half-open, px); ``[0, 0, 0, 0]`` if empty.
     """
-    A = _check_csr(A)
-    _, w = _check_dims(dims, A.shape[1])
+    A = check_csr(A)
+    _, w = check_dims(dims, A.shape[1])
     k = A.shape[0]
     out = np.zeros((k, 4), dtype=np.int64)
     n = np.diff(A.indptr)
@@ -369,8 +362,8 @@ def shape_features(
     dict of str to numpy.ndarray
         Keys :data:`SHAPE_FEATURE_NAMES`, each ``(K,)`` float64, NaN-free.
     """
-    A = _check_csr(A)
-    _, w = _check_dims(dims, A.shape[1])
+    A = check_csr(A)
+    _, w = check_dims(dims, A.shape[1])
     k = A.shape[0]
     cen = centroids(A, dims)
     masks = binarize(A, rel_threshold=rel_threshold)

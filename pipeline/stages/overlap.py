@@ -14,9 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from cellsift.schemas.errors import InputFormatError, SchemaError
-
 from cellsift.pipeline.stages.footprints import binarize
+from cellsift.schemas.errors import InputFormatError, ParameterError, SchemaError
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +42,7 @@ class OverlapParams:
         for name in ("rel_threshold", "flag_above"):
             value = getattr(self, name)
             if not (math.isfinite(value) and 0.0 <= value <= 1.0):
-                raise InputFormatError(f"{name} must be in [0, 1], got {value}", field=name)
+                raise ParameterError(f"{name} must be in [0, 1], got {value}", field=name)
 
 
 @dataclass(frozen=True)
@@ -74,9 +73,7 @@ class OverlapResult:
     pairs: np.ndarray
 
 
-def compute_overlap(
-    masks: sp.spmatrix, *, params: OverlapParams = OverlapParams()
-) -> OverlapResult:
+def compute_overlap(masks: sp.spmatrix, *, params: OverlapParams = OverlapParams()) -> OverlapResult:
     """Pairwise overlap fractions of footprint masks.
 
     Parameters
@@ -130,9 +127,7 @@ def compute_overlap(
         max_frac[a_s[first]] = f_s[first]
         partner[a_s[first]] = b_s[first]
     flagged = max_frac > params.flag_above
-    logger.debug(
-        "overlap: %d units, %d touching pairs, %d flagged", k, pairs.shape[0], int(flagged.sum())
-    )
+    logger.debug("overlap: %d units, %d touching pairs, %d flagged", k, pairs.shape[0], int(flagged.sum()))
     return OverlapResult(
         max_overlap_frac=max_frac,
         partner_index=partner,
@@ -142,9 +137,7 @@ def compute_overlap(
     )
 
 
-def neighbour_trace_corr(
-    C_raw: np.ndarray, pairs: np.ndarray, *, batch_pairs: int = 256
-) -> np.ndarray:
+def neighbour_trace_corr(C_raw: np.ndarray, pairs: np.ndarray, *, batch_pairs: int = 256) -> np.ndarray:
     """Largest Pearson correlation of each unit's trace with any touching unit's trace.
 
     Parameters
@@ -164,9 +157,7 @@ def neighbour_trace_corr(
     """
     C = np.asarray(C_raw)
     if C.ndim != 2:
-        raise InputFormatError(
-            f"C_raw must be 2-D (unit_id, frame), got shape {C.shape}", field="C_raw"
-        )
+        raise InputFormatError(f"C_raw must be 2-D (unit_id, frame), got shape {C.shape}", field="C_raw")
     k, t = C.shape
     pairs = np.asarray(pairs, dtype=np.float64).reshape(-1, 3) if np.size(pairs) else np.zeros((0, 3))
     out = np.zeros(k, dtype=np.float64)

@@ -31,7 +31,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage, signal
 
-from cellsift.schemas.errors import InputFormatError
+from cellsift.pipeline._util import MAD_OF_STD_NORMAL, diff_noise_sd
+from cellsift.schemas.errors import InputFormatError, ParameterError
 
 logger = logging.getLogger(__name__)
 
@@ -42,8 +43,6 @@ __all__ = [
     "detect_transients",
     "detect_all",
 ]
-
-_MAD_TO_SD = 0.6744897501960817  # Phi^-1(0.75): MAD of N(0, 1)
 
 
 @dataclass(frozen=True)
@@ -72,11 +71,11 @@ class TransientParams:
 
     def __post_init__(self) -> None:
         if self.k_peaks < 1:
-            raise InputFormatError(f"k_peaks must be >= 1, got {self.k_peaks}", field="k_peaks")
+            raise ParameterError(f"k_peaks must be >= 1, got {self.k_peaks}", field="k_peaks")
         for name in ("threshold_sd", "min_separation_s", "baseline_window_s", "smooth_s"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
-                raise InputFormatError(f"{name} must be finite and >= 0, got {value}", field=name)
+                raise ParameterError(f"{name} must be finite and >= 0, got {value}", field=name)
 
 
 @dataclass(frozen=True)
@@ -118,9 +117,7 @@ class TransientResult:
 def _as_trace(trace: np.ndarray, *, field_name: str = "C_raw") -> np.ndarray:
     x = np.asarray(trace, dtype=np.float64)
     if x.ndim != 1:
-        raise InputFormatError(
-            f"trace must be 1-D (frame,), got shape {x.shape}", field=field_name
-        )
+        raise InputFormatError(f"trace must be 1-D (frame,), got shape {x.shape}", field=field_name)
     if not np.all(np.isfinite(x)):
         raise InputFormatError(
             "trace contains NaN or Inf", field=field_name, fix="re-run ingest; traces must be finite"
@@ -145,14 +142,7 @@ def robust_noise_sd(trace: np.ndarray) -> float:
     float
         ``>= 0``; 0 for constant traces or traces shorter than 3 frames.
     """
-    x = _as_trace(trace)
-    if x.size < 3:
-        return 0.0
-    d = np.diff(x)
-    mad = float(np.median(np.abs(d - np.median(d))))
-    if mad > 0:
-        return mad / (_MAD_TO_SD * math.sqrt(2.0))
-    return float(np.std(d)) / math.sqrt(2.0)
+    return diff_noise_sd(_as_trace(trace))
 
 
 def _skewness(x: np.ndarray) -> float:
@@ -168,7 +158,7 @@ def _negative_side_sd(r: np.ndarray) -> float:
     neg = -r[r < 0]
     if neg.size < 10:
         return 0.0
-    return float(np.median(neg)) / _MAD_TO_SD
+    return float(np.median(neg)) / MAD_OF_STD_NORMAL
 
 
 def detect_transients(
@@ -220,9 +210,7 @@ def detect_transients(
 
     distance = max(1, int(round(params.min_separation_s * fps)))
     if thr > 0:
-        peaks, props = signal.find_peaks(
-            detrended, height=thr, prominence=thr, distance=distance
-        )
+        peaks, props = signal.find_peaks(detrended, height=thr, prominence=thr, distance=distance)
         heights = props["peak_heights"]
     else:  # flat trace: nothing can be told from noise
         peaks, heights = np.zeros(0, dtype=np.int64), np.zeros(0)
@@ -268,16 +256,12 @@ def detect_all(
     """
     C = np.asarray(C_raw)
     if C.ndim != 2:
-        raise InputFormatError(
-            f"C_raw must be 2-D (unit_id, frame), got shape {C.shape}", field="C_raw"
-        )
+        raise InputFormatError(f"C_raw must be 2-D (unit_id, frame), got shape {C.shape}", field="C_raw")
     out = []
     for u in range(C.shape[0]):
         try:
             out.append(detect_transients(C[u], fps=fps, params=params))
         except InputFormatError as err:
-            raise InputFormatError(
-                f"unit index {u}: {err.problem}", field="C_raw", fix=err.fix
-            ) from err
+            raise InputFormatError(f"unit index {u}: {err.problem}", field="C_raw", fix=err.fix) from err
     logger.debug("detected transients for %d units", len(out))
     return out

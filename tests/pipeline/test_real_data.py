@@ -99,7 +99,7 @@ def test_real_sessions_ingest(real_lake: tuple[Path, list]) -> None:  # type: ig
 def test_real_sessions_run_through_the_pipeline(real_lake: tuple[Path, list]) -> None:  # type: ignore[type-arg]
     from distributed import Client, LocalCluster
 
-    from cellsift.pipeline.stages.run import run_pipeline
+    from cellsift.pipeline.stages import run_pipeline
 
     lake, _ = real_lake
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
@@ -124,7 +124,7 @@ def test_real_sessions_are_classified_by_the_shipped_model(real_lake: tuple[Path
     from distributed import Client, LocalCluster
 
     from cellsift.pipeline.classify.apply import classify_lake
-    from cellsift.pipeline.stages.run import run_pipeline
+    from cellsift.pipeline.stages import run_pipeline
 
     lake, _ = real_lake
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:

@@ -74,7 +74,7 @@ def test_registering_a_tampered_folder_is_refused(lake, feature_model, tmp_path)
 
 def test_shipped_default_model_loads_and_its_card_is_consistent():
     from cellsift.pipeline.stages.clips import ClipParams
-    from cellsift.pipeline.stages.run import PIPELINE_VERSION
+    from cellsift.schemas import PIPELINE_VERSION
 
     assert resolve_model("default") == DEFAULT_MODEL_DIR
     card = ModelCard.read(DEFAULT_MODEL_DIR)

@@ -41,7 +41,7 @@ def processed_lake(_tiny_lake_master, tmp_path_factory) -> Path:
     """The tiny simulated cohort, ingested and processed (cells, sessions, clip stores)."""
     from distributed import Client, LocalCluster
 
-    from cellsift.pipeline.stages.run import run_pipeline
+    from cellsift.pipeline.stages import run_pipeline
 
     lake = tmp_path_factory.mktemp("classifier_lake") / "lake"
     shutil.copytree(_tiny_lake_master, lake)

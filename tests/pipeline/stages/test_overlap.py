@@ -14,7 +14,7 @@ from cellsift.pipeline.stages.overlap import (
     compute_overlap,
     neighbour_trace_corr,
 )
-from cellsift.schemas.errors import InputFormatError, SchemaError
+from cellsift.schemas.errors import InputFormatError, ParameterError, SchemaError
 
 H, W = 60, 90
 
@@ -98,7 +98,7 @@ def test_empty_and_degenerate() -> None:
     assert none.max_overlap_frac.shape == (0,)
     with pytest.raises(InputFormatError):
         compute_overlap(np.zeros((2, 10), dtype=bool))  # dense is refused
-    with pytest.raises(InputFormatError):
+    with pytest.raises(ParameterError):
         OverlapParams(flag_above=1.5)
 
 

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 import cellsift
-from cellsift.pipeline.stages.run import PipelineParams, run_pipeline
+from cellsift.pipeline.stages import PipelineParams, run_pipeline
 
 from tests.pipeline.loopback_cluster import loopback_cluster
 

@@ -14,7 +14,7 @@ from cellsift.pipeline.stages.transients import (
     detect_transients,
     robust_noise_sd,
 )
-from cellsift.schemas.errors import InputFormatError
+from cellsift.schemas.errors import InputFormatError, ParameterError
 
 FPS = 20.0
 TAU_RISE, TAU_DECAY = 0.1, 0.8  # s
@@ -150,7 +150,7 @@ def test_bad_input_raises() -> None:
         detect_transients(np.zeros(10), fps=0.0)
     with pytest.raises(InputFormatError, match="unit index 1"):
         detect_all(np.array([[0.0, 1.0], [np.inf, 0.0]]), fps=FPS)
-    with pytest.raises(InputFormatError):
+    with pytest.raises(ParameterError):
         TransientParams(k_peaks=0)
 
 
