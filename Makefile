@@ -1,12 +1,12 @@
 # Two commands do all set-up on a fresh machine:
 #   make demo   -> venv + install + simulate, ingest and run the built-in demo cohort
-#   make test   -> venv + install + the test suite
+#   make test   -> venv + install + lint (ruff), format check, type check (mypy) and the test suite
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.cellsift-installed
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test lint bench clean
 
 setup: $(STAMP)
 
@@ -18,7 +18,12 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/cellsift demo demo
 
-test: $(STAMP)
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 bench: $(STAMP)

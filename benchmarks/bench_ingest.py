@@ -35,17 +35,20 @@ print(json.dumps({"elapsed_s": elapsed, "peak_rss_mib": peak_kib / 1024,
 
 
 def simulate(out: Path, n_frames: int, size: int) -> None:
-    from cellsift.pipeline.sim.cohort import SimulationConfig, simulate_cohort
+    from cellsift.pipeline.sim import SimulationConfig, simulate_cohort
 
     simulate_cohort(
         out,
-        SimulationConfig(n_animals=1, stages=("conditioning",), n_frames=n_frames, height=size, width=size, seed=1),
+        SimulationConfig(
+            n_animals=1, stages=("conditioning",), n_frames=n_frames, height=size, width=size, seed=1
+        ),
     )
 
 
 def measure(src: Path, lake: Path) -> dict:
-    out = subprocess.run([sys.executable, "-c", CHILD, str(src), str(lake)], check=True,
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, str(src), str(lake)], check=True, capture_output=True, text=True
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

@@ -25,7 +25,7 @@ in total:
   answer to the issue's cross-day question.
 
 With ``--classify MODEL`` the cells are first labelled by that classifier
-(``cellsift.pipeline.classify.apply.classify_lake``) and the analysis tables rebuilt, so
+(``cellsift.pipeline.classify.classify_lake``) and the analysis tables rebuilt, so
 ``is_good`` follows the classifier instead of the overlap rule.
 """
 
@@ -47,9 +47,14 @@ def _simulate(out: Path, *, animals: int, frames: int, seed: int, workers: int) 
 
     from cellsift.pipeline.analysis.tables import build_analysis_tables
     from cellsift.pipeline.ingest.cohort import ingest_cohort
+    from cellsift.pipeline.sim import (
+        FREEZING_FILE,
+        SimulationConfig,
+        simulate_cohort,
+        simulate_freezing,
+        write_freezing_csv,
+    )
     from cellsift.pipeline.stages import run_pipeline
-    from cellsift.pipeline.sim.behaviour import FREEZING_FILE, simulate_freezing, write_freezing_csv
-    from cellsift.pipeline.sim.cohort import SimulationConfig, simulate_cohort
 
     raw, lake = out / "raw", out / "lake"
     t0 = time.perf_counter()
@@ -60,8 +65,9 @@ def _simulate(out: Path, *, animals: int, frames: int, seed: int, workers: int) 
             continue
         truth = json.loads((events.parent / "truth.json").read_text())
         rng = np.random.default_rng([seed, truth["day"], int(truth["animal"][1:])])
-        freezing = simulate_freezing(pd.read_csv(events), n_frames=truth["n_frames"], fps=truth["fps"],
-                                     stage=truth["stage"], rng=rng)
+        freezing = simulate_freezing(
+            pd.read_csv(events), n_frames=truth["n_frames"], fps=truth["fps"], stage=truth["stage"], rng=rng
+        )
         write_freezing_csv(events.parent / FREEZING_FILE, freezing, truth["fps"])
     print(f"simulated {animals} animals in {time.perf_counter() - t0:.0f} s", flush=True)
     t0 = time.perf_counter()
@@ -69,11 +75,16 @@ def _simulate(out: Path, *, animals: int, frames: int, seed: int, workers: int) 
     if failed:
         raise SystemExit(f"ingest failed: {failed}")
     print(f"ingested in {time.perf_counter() - t0:.0f} s", flush=True)
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
+    with LocalCluster(
+        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0"
+    ) as cluster:
         with Client(cluster) as client:
             t0 = time.perf_counter()
             summary = run_pipeline(lake, client=client)
-            print(f"pipeline: {summary.count('processed')} sessions in {time.perf_counter() - t0:.0f} s", flush=True)
+            print(
+                f"pipeline: {summary.count('processed')} sessions in {time.perf_counter() - t0:.0f} s",
+                flush=True,
+            )
             t0 = time.perf_counter()
             analysis = build_analysis_tables(lake, client=client)
             print(f"{analysis} in {time.perf_counter() - t0:.1f} s", flush=True)
@@ -104,7 +115,9 @@ def _truth(lake: Path) -> pd.DataFrame:
                     "true_cell": u.get("true_cell"),
                     "truth_label": u["label"],
                     "tone_selectivity": u.get("tone_selectivity") or "artifact",
-                    "silent": bool(silent.get(u["true_cell"], False)) if u.get("true_cell") is not None else False,
+                    "silent": bool(silent.get(u["true_cell"], False))
+                    if u.get("true_cell") is not None
+                    else False,
                 }
             )
     frame = pd.DataFrame(rows)
@@ -184,15 +197,27 @@ def cross_day(lake: Path) -> pd.DataFrame:
     days = sorted(truth["day"].unique())
     answer = cellsift.open_lake(lake).sql(CROSS_DAY_QUERY.format(day=days[-1], earlier_day=days[0]))
     t = truth.set_index(["animal", "session", "unit_id"])
-    answer["truly_cs_plus"] = [bool(t.loc[(r.animal, r.session, r.unit_id), "true_cs_plus"])
-                               for r in answer.itertuples()]
-    return answer[["animal", "unit_id", "cell_key", "earlier_unit_id", "earlier_cs_plus_selective",
-                   "earlier_selectivity", "truly_cs_plus"]]
+    answer["truly_cs_plus"] = [
+        bool(t.loc[(r.animal, r.session, r.unit_id), "true_cs_plus"]) for r in answer.itertuples()
+    ]
+    return answer[
+        [
+            "animal",
+            "unit_id",
+            "cell_key",
+            "earlier_unit_id",
+            "earlier_cs_plus_selective",
+            "earlier_selectivity",
+            "truly_cs_plus",
+        ]
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lake", type=Path, help="an existing lake of a simulated cohort (analysis tables built)")
+    parser.add_argument(
+        "--lake", type=Path, help="an existing lake of a simulated cohort (analysis tables built)"
+    )
     parser.add_argument("--out", type=Path, default=Path("/tmp/cellsift-bench-selectivity"))
     parser.add_argument("--animals", type=int, default=3)
     parser.add_argument("--frames", type=int, default=2000)
@@ -201,11 +226,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--classify", metavar="MODEL", help="label the cells with this classifier first")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    lake = args.lake or _simulate(args.out, animals=args.animals, frames=args.frames, seed=args.seed,
-                                  workers=args.workers)
+    lake = args.lake or _simulate(
+        args.out, animals=args.animals, frames=args.frames, seed=args.seed, workers=args.workers
+    )
     if args.classify:
         from cellsift.pipeline.analysis.tables import build_analysis_tables
-        from cellsift.pipeline.classify.apply import classify_lake
+        from cellsift.pipeline.classify import classify_lake
 
         preds = classify_lake(lake, args.classify)
         print(f"classified {len(preds)} cells with {args.classify}; {build_analysis_tables(lake)}")
@@ -213,11 +239,15 @@ def main(argv: list[str] | None = None) -> int:
 
     print("\nREADME query:\n" + README_QUERY + "\n")
     result = evaluate(lake)
-    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.float_format", "{:.2f}".format):
+    with pd.option_context(
+        "display.width", 200, "display.max_columns", 20, "display.float_format", "{:.2f}".format
+    ):
         print(result.to_string(index=False))
         reg = registry_accuracy(lake)
-        print(f"\ncell registry vs simulator identity: {reg['pairs']} same-neuron pairs across sessions, "
-              f"precision {reg['precision']:.3f}, recall {reg['recall']:.3f}")
+        print(
+            f"\ncell registry vs simulator identity: {reg['pairs']} same-neuron pairs across sessions, "
+            f"precision {reg['precision']:.3f}, recall {reg['recall']:.3f}"
+        )
         print("\nCS+-selective good cells on the last day, and on the first day (CROSS_DAY_QUERY):")
         print(cross_day(lake).to_string(index=False))
     return 0

@@ -2,22 +2,42 @@
 
 Usage: .venv/bin/python benchmarks/bench_stages.py [n_frames]   (default 18000; 500 units, 480x752)
 """
-import sys, time, logging
-import numpy as np, scipy.sparse as sp, zarr
-from cellsift.pipeline.stages.footprints import footprints_to_sparse, binarize, centroids, shape_features
-from cellsift.pipeline.stages.overlap import compute_overlap, neighbour_trace_corr
-from cellsift.pipeline.stages.transients import detect_all
-from cellsift.pipeline.stages.clips import extract_clips, crop_footprints, crop_neighbour_masks, ClipParams
-from cellsift.pipeline.stages.features import spatial_features, session_features
+
+import resource
+import sys
+import time
+
+import numpy as np
+import scipy.sparse as sp
+import zarr
+
+from cellsift.pipeline.stages import (
+    ClipParams,
+    binarize,
+    centroids,
+    compute_overlap,
+    crop_footprints,
+    crop_neighbour_masks,
+    detect_all,
+    extract_clips,
+    footprints_to_sparse,
+    neighbour_trace_corr,
+    session_features,
+    shape_features,
+    spatial_features,
+)
 
 K, H, W, T, FPS = 500, 480, 752, int(sys.argv[1]) if len(sys.argv) > 1 else 18000, 30.0
 rng = np.random.default_rng(0)
 cy, cx = rng.uniform(10, H - 10, K), rng.uniform(10, W - 10, K)
 sig = rng.uniform(3, 5, K)
 timings = {}
+
+
 def tick(name, t0):
     timings[name] = time.perf_counter() - t0
     print(f"{name:28s} {timings[name]:8.2f} s", flush=True)
+
 
 # footprints: dense blocks of 32 units, as read from zarr
 t0 = time.perf_counter()
@@ -38,10 +58,18 @@ for s in range(0, K, 32):
 A = sp.vstack(blocks, format="csr")
 timings["footprints_to_sparse (excl. gen)"] = time.perf_counter() - t0 - gen
 print(f"footprints_to_sparse       {timings['footprints_to_sparse (excl. gen)']:8.2f} s  nnz={A.nnz}")
-t0 = time.perf_counter(); masks = binarize(A); tick("binarize", t0)
-t0 = time.perf_counter(); cents = centroids(A, (H, W)); tick("centroids", t0)
-t0 = time.perf_counter(); shp = shape_features(A, (H, W)); tick("shape_features", t0)
-t0 = time.perf_counter(); ov = compute_overlap(masks); tick("compute_overlap", t0)
+t0 = time.perf_counter()
+masks = binarize(A)
+tick("binarize", t0)
+t0 = time.perf_counter()
+cents = centroids(A, (H, W))
+tick("centroids", t0)
+t0 = time.perf_counter()
+shp = shape_features(A, (H, W))
+tick("shape_features", t0)
+t0 = time.perf_counter()
+ov = compute_overlap(masks)
+tick("compute_overlap", t0)
 print("   pairs", ov.pairs.shape[0], "flagged", int(ov.flagged.sum()))
 
 # traces
@@ -49,11 +77,15 @@ t = np.arange(T)
 C_raw = rng.normal(0, 1.0, (K, T))
 for u in range(K):
     for on in rng.choice(T - 200, 10, replace=False):
-        s = t[on:on + 200] - on
-        C_raw[u, on:on + 200] += rng.uniform(4, 15) * (np.exp(-s / 24) - np.exp(-s / 3))
-t0 = time.perf_counter(); tr = detect_all(C_raw, fps=FPS); tick("detect_all", t0)
+        s = t[on : on + 200] - on
+        C_raw[u, on : on + 200] += rng.uniform(4, 15) * (np.exp(-s / 24) - np.exp(-s / 3))
+t0 = time.perf_counter()
+tr = detect_all(C_raw, fps=FPS)
+tick("detect_all", t0)
 print("   mean n_transients", np.mean([r.n_transients for r in tr]))
-t0 = time.perf_counter(); nc = neighbour_trace_corr(C_raw, ov.pairs); tick("neighbour_trace_corr", t0)
+t0 = time.perf_counter()
+nc = neighbour_trace_corr(C_raw, ov.pairs)
+tick("neighbour_trace_corr", t0)
 
 # movie zarr on disk, chunks (100, H, W)
 path = "/tmp/bench/movie.zarr"
@@ -61,14 +93,14 @@ if "--write" in sys.argv:
     t0 = time.perf_counter()
     z = zarr.open_array(store=path, mode="w", shape=(T, H, W), chunks=(100, H, W), dtype="uint8")
     for s in range(0, T, 100):
-        z[s:s + 100] = (20 + rng.integers(0, 8, (min(100, T - s), H, W), dtype=np.uint8))
+        z[s : s + 100] = 20 + rng.integers(0, 8, (min(100, T - s), H, W), dtype=np.uint8)
     tick("write movie (setup)", t0)
 movie = zarr.open_array(store=path, mode="r")
 params = ClipParams()
 t0 = time.perf_counter()
 clips, valid = extract_clips(movie, list(enumerate(r.peak_frames for r in tr)), cents, params=params)
 tick("extract_clips (with reads)", t0)
-print("   clips", clips.shape, f"{clips.nbytes/1e6:.0f} MB", "valid", int(valid.sum()))
+print("   clips", clips.shape, f"{clips.nbytes / 1e6:.0f} MB", "valid", int(valid.sum()))
 # pure read cost of the chunks touched, for comparison
 need = set()
 for r in tr:
@@ -77,15 +109,25 @@ for r in tr:
             need.add(f // 100)
 t0 = time.perf_counter()
 for c in sorted(need):
-    np.asarray(movie[c * 100:(c + 1) * 100])
+    np.asarray(movie[c * 100 : (c + 1) * 100])
 tick(f"  read {len(need)} chunks only", t0)
-t0 = time.perf_counter(); fp = crop_footprints(A, (H, W), cents, crop_px=32); tick("crop_footprints", t0)
-t0 = time.perf_counter(); nb = crop_neighbour_masks(masks, ov.pairs, cents, (H, W), 32); tick("crop_neighbour_masks(pairs)", t0)
-t0 = time.perf_counter(); nb2 = crop_neighbour_masks(masks, None, cents, (H, W), 32); tick("crop_neighbour_masks(None)", t0)
-t0 = time.perf_counter(); spf = spatial_features(clips, valid, fp); tick("spatial_features", t0)
 t0 = time.perf_counter()
-f = session_features(A=A, dims=(H, W), C_raw=C_raw, fps=FPS, transients=tr, overlap=ov, clips=clips, valid=valid, fp_crops=fp)
+fp = crop_footprints(A, (H, W), cents, crop_px=32)
+tick("crop_footprints", t0)
+t0 = time.perf_counter()
+nb = crop_neighbour_masks(masks, ov.pairs, cents, (H, W), 32)
+tick("crop_neighbour_masks(pairs)", t0)
+t0 = time.perf_counter()
+nb2 = crop_neighbour_masks(masks, None, cents, (H, W), 32)
+tick("crop_neighbour_masks(None)", t0)
+t0 = time.perf_counter()
+spf = spatial_features(clips, valid, fp)
+tick("spatial_features", t0)
+t0 = time.perf_counter()
+f = session_features(
+    A=A, dims=(H, W), C_raw=C_raw, fps=FPS, transients=tr, overlap=ov, clips=clips, valid=valid, fp_crops=fp
+)
 tick("session_features (all)", t0)
 print("NaN-free:", all(np.all(np.isfinite(v)) for v in f.values()))
-import resource
+
 print("peak RSS MB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)

@@ -89,7 +89,7 @@ def simulate(
 ) -> None:
     """Write a simulated miniscope cohort (videos, CNMF-E results, labels, events)."""
     _setup_logging(verbose)
-    from cellsift.pipeline.sim.cohort import SimulationConfig, simulate_cohort
+    from cellsift.pipeline.sim import SimulationConfig, simulate_cohort
 
     options: dict[str, Any] = dict(
         n_animals=animals,
@@ -244,7 +244,7 @@ def run(
         summary = run_pipeline(lake, client=client, params=params, force=force, progress=show_progress)
         preds = None
         if classify and summary.count("processed") + summary.count("skipped") > 0:
-            from cellsift.pipeline.classify.apply import classify_lake
+            from cellsift.pipeline.classify import classify_lake
 
             preds = classify_lake(lake, model, client=client, strict=strict, only_stale=not force,
                                   progress=show_progress)
@@ -289,7 +289,7 @@ def _classification_line(preds: Any) -> str:
 
 
 def _warn_ood_sessions(preds: Any) -> None:
-    from cellsift.pipeline.classify.ood import session_ood
+    from cellsift.pipeline.classify import session_ood
 
     if len(preds) == 0:
         return
@@ -418,7 +418,7 @@ SourceOption = Annotated[
 
 
 def _label_spec(labels: Path | None, source: list[str] | None) -> Any:
-    from cellsift.pipeline.classify.training import LabelSpec
+    from cellsift.pipeline.classify import LabelSpec
 
     return LabelSpec(csv=str(labels) if labels is not None else None, sources=tuple(source) if source else None)
 
@@ -452,7 +452,7 @@ def train(
         if default is not None:
             import distributed  # noqa: F401  (sets its own log levels on import: quiet them after)
 
-            from cellsift.pipeline.classify.training import train_default_model
+            from cellsift.pipeline.classify import train_default_model
 
             _quiet_dask(verbose)
             _echo("rebuilding the default model from its simulated cohorts (about 15-30 min on 2 CPU cores)")
@@ -463,12 +463,12 @@ def train(
             raise CellsiftError("no lake given", field="--lake", fix="pass --lake LAKE (or --default OUT)")
         spec = _label_spec(labels, source)
         if base is not None:
-            from cellsift.pipeline.classify.training import fine_tune_on_lake
+            from cellsift.pipeline.classify import fine_tune_on_lake
 
             mdl, path = fine_tune_on_lake(lake, base=base, labels=spec, model_id=model_id, seed=seed,
                                           overwrite=overwrite)
         else:
-            from cellsift.pipeline.classify.training import train_on_lake
+            from cellsift.pipeline.classify import train_on_lake
 
             mdl, path = train_on_lake(lake, kind=kind.value, labels=spec, model_id=model_id, seed=seed,
                                       overwrite=overwrite)
@@ -512,7 +512,7 @@ def evaluate(
     spec = _label_spec(labels, source)
     try:
         if protocol is Protocol.capstone:
-            from cellsift.pipeline.classify.evaluation import capstone_on_lake, format_capstone_table
+            from cellsift.pipeline.classify import capstone_on_lake, format_capstone_table
 
             kinds = tuple(m.strip() for m in models.split(",") if m.strip())
             table = capstone_on_lake(lake, test_cohort=test_cohort, models=kinds, labels=spec, seed=seed,
@@ -520,12 +520,12 @@ def evaluate(
             _echo(format_capstone_table(table))
         else:
             if protocol is Protocol.cv:
-                from cellsift.pipeline.classify.evaluation import cross_validate_on_lake
+                from cellsift.pipeline.classify import cross_validate_on_lake
 
                 metrics = cross_validate_on_lake(lake, kind=kind.value, labels=spec, seed=seed, report_dir=report)
                 heads = {f"{kind.value} (out of fold, grouped by animal)": metrics["p_good"]}
             else:
-                from cellsift.pipeline.classify.evaluation import evaluate_on_lake
+                from cellsift.pipeline.classify import evaluate_on_lake
 
                 metrics = evaluate_on_lake(lake, model, labels=spec, report_dir=report, strict=strict)
                 heads = {name: metrics[name] for name in ("p_features", "p_clips", "p_good") if name in metrics}
@@ -550,7 +550,7 @@ def montage(
 ) -> None:
     """Show the most confident good, most confident bad and most uncertain cells, to judge the calls."""
     _setup_logging(verbose)
-    from cellsift.pipeline.classify.evaluation import classified_montage
+    from cellsift.pipeline.classify import classified_montage
 
     try:
         path = classified_montage(lake, out, session=session, n=n)
@@ -570,7 +570,7 @@ def models_list(
     """List models with their training data and out-of-fold metrics."""
     import pandas as pd
 
-    from cellsift.pipeline.classify.store import list_models
+    from cellsift.pipeline.classify import list_models
 
     try:
         frame = list_models(lake)

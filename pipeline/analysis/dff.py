@@ -38,7 +38,8 @@ from typing import Any, Final
 
 import numpy as np
 
-from cellsift.schemas.errors import InputFormatError
+from cellsift.pipeline._util import MAD_OF_STD_NORMAL
+from cellsift.schemas import InputFormatError, ParameterError
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +54,6 @@ __all__ = [
 ]
 
 DFF_METHODS: Final = ("movie_p10", "max_proj", "c_raw_range")
-_MAD_TO_SD: Final = 0.6744897501960817
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,12 @@ class DffParams:
     max_movie_chunks
         At most this many movie chunks (spread over the session) are read for the
         resting image.
+
+    Raises
+    ------
+    ParameterError
+        A window that is not positive, a percentile outside [0, 100] or fewer than one
+        movie chunk.
     """
 
     baseline_window_s: float = 30.0
@@ -80,13 +86,13 @@ class DffParams:
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.baseline_window_s) and self.baseline_window_s > 0):
-            raise InputFormatError(f"must be > 0 s, got {self.baseline_window_s}", field="baseline_window_s")
+            raise ParameterError(f"must be > 0 s, got {self.baseline_window_s}", field="baseline_window_s")
         for name in ("baseline_percentile", "image_percentile"):
             value = getattr(self, name)
             if not (0.0 <= value <= 100.0):
-                raise InputFormatError(f"must be in [0, 100], got {value}", field=name)
+                raise ParameterError(f"must be in [0, 100], got {value}", field=name)
         if isinstance(self.max_movie_chunks, bool) or self.max_movie_chunks < 1:
-            raise InputFormatError(f"must be >= 1, got {self.max_movie_chunks}", field="max_movie_chunks")
+            raise ParameterError(f"must be >= 1, got {self.max_movie_chunks}", field="max_movie_chunks")
 
 
 def running_percentile(x: np.ndarray, *, window: int, q: float, step: int | None = None) -> np.ndarray:
@@ -131,7 +137,9 @@ def running_percentile(x: np.ndarray, *, window: int, q: float, step: int | None
     return values[:, k] * (1.0 - w) + values[:, k + 1] * w
 
 
-def movie_baseline_image(movie: Any, *, q: float = 10.0, max_chunks: int = 8, chunk_frames: int | None = None) -> np.ndarray:
+def movie_baseline_image(
+    movie: Any, *, q: float = 10.0, max_chunks: int = 8, chunk_frames: int | None = None
+) -> np.ndarray:
     """Per-pixel resting fluorescence: median over sampled chunks of each chunk's ``q``-th percentile.
 
     Parameters
@@ -195,7 +203,7 @@ def robust_noise_sd_rows(x: np.ndarray) -> np.ndarray:
     d = np.diff(x, axis=1)
     mad = np.median(np.abs(d - np.median(d, axis=1, keepdims=True)), axis=1)
     fallback = np.std(d, axis=1) / math.sqrt(2.0)
-    return np.where(mad > 0, mad / (_MAD_TO_SD * math.sqrt(2.0)), fallback)
+    return np.where(mad > 0, mad / (MAD_OF_STD_NORMAL * math.sqrt(2.0)), fallback)
 
 
 def compute_dff(
@@ -238,7 +246,9 @@ def compute_dff(
     """
     x = np.atleast_2d(np.asarray(c_raw, dtype=np.float64))
     if not np.all(np.isfinite(x)):
-        raise InputFormatError("C_raw contains NaN or Inf", field="C_raw", fix="re-run ingest; traces must be finite")
+        raise InputFormatError(
+            "C_raw contains NaN or Inf", field="C_raw", fix="re-run ingest; traces must be finite"
+        )
     if not (math.isfinite(fps) and fps > 0):
         raise InputFormatError(f"fps must be > 0, got {fps}", field="fps")
     window = max(1, int(round(params.baseline_window_s * fps)))

@@ -13,24 +13,21 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from os import PathLike
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 import numpy as np
 import pandas as pd
 
 from cellsift.catalog import write_json_atomic
-from cellsift.pipeline._util import file_sha256, utc_now
-from cellsift.pipeline.classify.data import CellData, group_keys
-from cellsift.pipeline.provenance import package_versions
+from cellsift.pipeline._util import file_sha256
+from cellsift.pipeline.classify.data import CellData
 from cellsift.schemas import (
     CARD_FILE,
     FEATURE_COLUMNS,
-    PIPELINE_VERSION,
     TABLE_SCHEMA_VERSION,
     ModelMismatchError,
 )
@@ -41,11 +38,8 @@ __all__ = [
     "CARD_SCHEMA",
     "FEATURE_VERSION",
     "ModelCard",
-    "TrainedModel",
     "cells_pipeline_version",
     "check_card_for_cells",
-    "new_card",
-    "training_summary",
 ]
 
 #: Version of the card format.
@@ -333,11 +327,13 @@ class ModelCard:
         if columns is not None:
             missing = [c for c in self.feature_columns if c not in set(columns)]
             if missing:
-                problems.append((
-                    missing[0],
-                    f"the cells lack feature column(s) {', '.join(missing)} that model '{self.model_id}' needs",
-                    "run 'cellsift run' so the cells table has every feature",
-                ))
+                problems.append(
+                    (
+                        missing[0],
+                        f"the cells lack feature column(s) {', '.join(missing)} that model '{self.model_id}' needs",
+                        "run 'cellsift run' so the cells table has every feature",
+                    )
+                )
         if self.uses_clips:
             problems += self._clip_problems(clip_frames, clip_n_before, clip_crop_px)
         self._rate_problems(fps, fps_tolerance, pixel_size_um, pixel_tolerance, problems, warnings)
@@ -357,22 +353,26 @@ class ModelCard:
         warnings: list[str],
     ) -> None:
         if feature_version is not None and feature_version != self.feature_version:
-            problems.append((
-                "feature_version",
-                f"model '{self.model_id}' was trained on feature set {self.feature_version}, "
-                f"this cellsift computes {feature_version}",
-                "re-run 'cellsift run' with the cellsift version the model was trained with, "
-                "or re-train the model",
-            ))
+            problems.append(
+                (
+                    "feature_version",
+                    f"model '{self.model_id}' was trained on feature set {self.feature_version}, "
+                    f"this cellsift computes {feature_version}",
+                    "re-run 'cellsift run' with the cellsift version the model was trained with, "
+                    "or re-train the model",
+                )
+            )
         if pipeline_version is None or pipeline_version == self.pipeline_version:
             return
         if _major(pipeline_version) != _major(self.pipeline_version):
-            problems.append((
-                "pipeline_version",
-                f"model '{self.model_id}' was trained on pipeline {self.pipeline_version}, "
-                f"the cells come from pipeline {pipeline_version}",
-                "re-run 'cellsift run --force' with a matching cellsift, or re-train",
-            ))
+            problems.append(
+                (
+                    "pipeline_version",
+                    f"model '{self.model_id}' was trained on pipeline {self.pipeline_version}, "
+                    f"the cells come from pipeline {pipeline_version}",
+                    "re-run 'cellsift run --force' with a matching cellsift, or re-train",
+                )
+            )
         else:
             warnings.append(
                 f"model '{self.model_id}' was trained on pipeline {self.pipeline_version}, "
@@ -389,12 +389,14 @@ class ModelCard:
             ("clip_crop_px", clip_crop_px, self.clip_crop_px),
         ):
             if have is not None and want is not None and int(have) != int(want):
-                out.append((
-                    name,
-                    f"model '{self.model_id}' was trained on clips with {name}={want}, "
-                    f"the clip store has {name}={have}",
-                    "re-run the pipeline with the model's clip parameters, or " + _RETRAIN,
-                ))
+                out.append(
+                    (
+                        name,
+                        f"model '{self.model_id}' was trained on clips with {name}={want}, "
+                        f"the clip store has {name}={have}",
+                        "re-run the pipeline with the model's clip parameters, or " + _RETRAIN,
+                    )
+                )
         return out
 
     def _rate_problems(
@@ -420,12 +422,14 @@ class ModelCard:
         if pixel_size_um is not None and self.pixel_size_um:
             rel = abs(float(pixel_size_um) - float(self.pixel_size_um)) / float(self.pixel_size_um)
             if rel > pixel_tolerance:
-                problems.append((
-                    "pixel_size_um",
-                    f"model '{self.model_id}' was trained at {self.pixel_size_um:g} um/px, the data "
-                    f"have {float(pixel_size_um):g} um/px",
-                    _RETRAIN,
-                ))
+                problems.append(
+                    (
+                        "pixel_size_um",
+                        f"model '{self.model_id}' was trained at {self.pixel_size_um:g} um/px, the data "
+                        f"have {float(pixel_size_um):g} um/px",
+                        _RETRAIN,
+                    )
+                )
 
 
 def cells_pipeline_version(table: pd.DataFrame) -> str | None:
@@ -453,151 +457,4 @@ def check_card_for_cells(card: ModelCard, data: CellData, *, where: str, strict:
         clip_frames=clips.n_frames if clips is not None else None,
         clip_n_before=clips.n_before if clips is not None else None,
         clip_crop_px=clips.crop_px if clips is not None else None,
-    )
-
-
-# ---------------------------------------------------------------------------
-# cards from training data
-
-
-def training_summary(data: CellData) -> dict[str, Any]:
-    """Summarise labelled training cells for a model card.
-
-    Returns
-    -------
-    dict
-        ``n_cells``, ``n_good``, ``n_bad``, ``reasons`` (counts), ``cohorts``,
-        ``n_animals``, ``animals`` (``cohort/animal``), ``n_sessions``, ``label_sources``,
-        ``data_sha256`` (SHA-256 of the sorted ``cohort/animal/session/unit_id=label``
-        lines) and ``clip_stores`` (``{session: clip-store name}`` where known).
-    """
-    table = data.table
-    y = data.y if data.y is not None else np.full(len(data), -1, dtype=np.int8)
-    keys = (
-        (
-            table["cohort"].astype(str) + "/" + table["animal"].astype(str) + "/"
-            + table["session"].astype(str) + "/" + table["unit_id"].astype(str)
-        )
-        if len(table)
-        else pd.Series([], dtype=str)
-    )
-    lines = sorted(f"{k}={int(v)}" for k, v in zip(keys, y, strict=True))
-    digest = hashlib.sha256("\n".join(lines).encode()).hexdigest()
-    reasons: dict[str, int] = {}
-    if data.reasons is not None:
-        for r in data.reasons[y == 0]:
-            name = str(r) if r is not None and not (isinstance(r, float) and np.isnan(r)) else "unknown"
-            reasons[name] = reasons.get(name, 0) + 1
-    sessions = (
-        table[["cohort", "animal", "session"]].astype(str).agg("/".join, axis=1)
-        if len(table)
-        else pd.Series([], dtype=str)
-    )
-    summary: dict[str, Any] = {
-        "n_cells": int(len(table)),
-        "n_good": int((y == 1).sum()),
-        "n_bad": int((y == 0).sum()),
-        "reasons": dict(sorted(reasons.items())),
-        "cohorts": sorted(table["cohort"].astype(str).unique().tolist()) if len(table) else [],
-        "n_animals": int(len(set(group_keys(table)))),
-        "animals": sorted(set(group_keys(table).tolist())),
-        "n_sessions": int(sessions.nunique()),
-        "data_sha256": digest,
-    }
-    if "label_source" in table:
-        summary["label_sources"] = (
-            table["label_source"].fillna("unknown").astype(str).value_counts().sort_index().to_dict()
-        )
-    if "clips_path" in table:
-        stores = table.drop_duplicates("clips_path")
-        summary["clip_stores"] = {
-            f"{r.cohort}/{r.animal}/{r.session}": Path(str(r.clips_path)).name for r in stores.itertuples()
-        }
-    if "params_hash" in table:
-        summary["params_hashes"] = sorted(table["params_hash"].dropna().astype(str).unique().tolist())
-    return summary
-
-
-class TrainedModel(Protocol):
-    """What :func:`new_card` reads of a model: its kind and whether it reads clips."""
-
-    @property
-    def kind(self) -> str: ...
-
-    @property
-    def uses_clips(self) -> bool: ...
-
-
-def _versions() -> dict[str, str]:
-    versions = package_versions()
-    try:
-        from importlib.metadata import version
-
-        versions["scikit-learn"] = version("scikit-learn")
-    except Exception:  # noqa: BLE001 - optional
-        versions["scikit-learn"] = "not installed"
-    return versions
-
-
-def new_card(
-    model: TrainedModel,
-    train: CellData,
-    *,
-    params: Mapping[str, Any],
-    feature_columns: Sequence[str],
-    model_id: str | None = None,
-    pixel_size_um: float | None = None,
-    model_crop: int | None = None,
-) -> ModelCard:
-    """Build the card of a model just trained on ``train`` (no metrics, no files yet).
-
-    Parameters
-    ----------
-    model
-        The trained model (its ``kind`` and ``uses_clips`` are recorded).
-    train
-        Its training cells (summarised on the card).
-    params
-        The model's configuration.
-    feature_columns
-        Table columns the model reads.
-    model_id
-        Id of the model (default: ``<kind>-<UTC time>-<random>``).
-    pixel_size_um
-        Pixel size (um) of the training movies (default: median of the table's column).
-    model_crop
-        Centre crop (px) the clip network reads.
-    """
-    import cellsift
-
-    table = train.table
-    pipeline_version = PIPELINE_VERSION
-    if "pipeline_version" in table and table["pipeline_version"].notna().any():
-        found = sorted(table["pipeline_version"].dropna().astype(str).unique())
-        pipeline_version = found[-1]
-        if len(found) > 1:
-            logger.warning("training cells come from several pipeline versions: %s", found)
-    if pixel_size_um is None and "pixel_size_um" in table and table["pixel_size_um"].notna().any():
-        pixel_size_um = float(table["pixel_size_um"].median())
-    clips = train.clips if model.uses_clips else None
-    now = utc_now()
-    return ModelCard(
-        model_id=model_id or f"{model.kind}-{now.strftime('%Y%m%dT%H%M%SZ')}-{uuid.uuid4().hex[:6]}",
-        kind=model.kind,
-        created_at=now.isoformat(),
-        cellsift_version=cellsift.__version__,
-        pipeline_version=pipeline_version,
-        feature_version=FEATURE_VERSION,
-        feature_columns=tuple(c for c in feature_columns),
-        uses_clips=model.uses_clips,
-        clip_frames=None if clips is None else clips.n_frames,
-        clip_n_before=None if clips is None else clips.n_before,
-        clip_crop_px=None if clips is None else clips.crop_px,
-        clip_pool=None if clips is None else clips.pool,
-        clip_model_crop=model_crop,
-        fps=train.fps,
-        pixel_size_um=pixel_size_um,
-        training=training_summary(train),
-        params=dict(params),
-        package_versions=_versions(),
     )

@@ -210,14 +210,24 @@ def build_network(config: ClipModelConfig, *, load_backbone: bool = True) -> Any
             super().__init__()
             w = config.width
             self.conv = nn.Sequential(
-                nn.Conv2d(N_CHANNELS, w, 3, padding=1), nn.BatchNorm2d(w), nn.ReLU(inplace=True),
-                nn.Conv2d(w, w, 3, padding=1), nn.BatchNorm2d(w), nn.ReLU(inplace=True),
+                nn.Conv2d(N_CHANNELS, w, 3, padding=1),
+                nn.BatchNorm2d(w),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(w, w, 3, padding=1),
+                nn.BatchNorm2d(w),
+                nn.ReLU(inplace=True),
                 nn.MaxPool2d(2),
-                nn.Conv2d(w, 2 * w, 3, padding=1), nn.BatchNorm2d(2 * w), nn.ReLU(inplace=True),
+                nn.Conv2d(w, 2 * w, 3, padding=1),
+                nn.BatchNorm2d(2 * w),
+                nn.ReLU(inplace=True),
                 nn.MaxPool2d(2),
-                nn.Conv2d(2 * w, 2 * w, 3, padding=1), nn.BatchNorm2d(2 * w), nn.ReLU(inplace=True),
+                nn.Conv2d(2 * w, 2 * w, 3, padding=1),
+                nn.BatchNorm2d(2 * w),
+                nn.ReLU(inplace=True),
             )
-            self.fc = nn.Sequential(nn.Flatten(), nn.Linear(2 * w * (size // 4) ** 2, config.embed), nn.ReLU(inplace=True))
+            self.fc = nn.Sequential(
+                nn.Flatten(), nn.Linear(2 * w * (size // 4) ** 2, config.embed), nn.ReLU(inplace=True)
+            )
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.fc(self.conv(x))
@@ -240,7 +250,9 @@ def build_network(config: ClipModelConfig, *, load_backbone: bool = True) -> Any
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             x = self.adapter(x)
-            x = nn.functional.interpolate(x, size=(config.backbone_input,) * 2, mode="bilinear", align_corners=False)
+            x = nn.functional.interpolate(
+                x, size=(config.backbone_input,) * 2, mode="bilinear", align_corners=False
+            )
             return self.fc(torch.flatten(self.net(x), 1))
 
     class ClipNet(nn.Module):
@@ -279,15 +291,19 @@ def _torchvision_backbone(config: ClipModelConfig, *, load: bool) -> tuple[Any, 
         path = Path(str(config.backbone_weights))
         if not path.is_file():
             raise InputFormatError(
-                "backbone weights file not found", path=path, field="backbone_weights",
+                "backbone weights file not found",
+                path=path,
+                field="backbone_weights",
                 fix="pass the path of a local torchvision state dict (cellsift downloads nothing)",
             )
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001 - any unreadable file
             raise InputFormatError(
-                f"backbone weights cannot be read ({type(exc).__name__})", path=path,
-                field="backbone_weights", fix="pass a torchvision state dict saved with torch.save",
+                f"backbone weights cannot be read ({type(exc).__name__})",
+                path=path,
+                field="backbone_weights",
+                fix="pass a torchvision state dict saved with torch.save",
             ) from None
         if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
             state = state["state_dict"]
@@ -297,16 +313,17 @@ def _torchvision_backbone(config: ClipModelConfig, *, load: bool) -> tuple[Any, 
         except RuntimeError as exc:
             raise InputFormatError(
                 f"backbone weights do not fit {config.backbone} ({str(exc).splitlines()[-1].strip()[:160]})",
-                path=path, field="backbone_weights",
+                path=path,
+                field="backbone_weights",
                 fix=f"pass the state dict of a torchvision {config.backbone}",
             ) from None
         missing = [k for k in missing if not k.startswith("fc.")]
         if missing or unexpected:
             raise InputFormatError(
                 f"backbone weights do not fit {config.backbone}: missing {missing[:3]}, unexpected {list(unexpected)[:3]}",
-                path=path, field="backbone_weights",
+                path=path,
+                field="backbone_weights",
                 fix=f"pass the state dict of a torchvision {config.backbone}",
             )
     net.fc = nn.Identity()
     return net, dim
-

@@ -23,7 +23,7 @@ from cellsift.pipeline.classify.data import ClipArrays
 from cellsift.pipeline.classify.inputs import ROBUST_SD_PER_MAD
 from cellsift.schemas import InputFormatError, LakeError
 
-__all__ = ["prepare_clips", "read_clip_store", "resample_time", "robust_sd"]
+__all__ = ["clip_store_geometry", "prepare_clips", "read_clip_store", "resample_time", "robust_sd"]
 
 
 def robust_sd(x: np.ndarray, axis: tuple[int, ...]) -> np.ndarray:
@@ -80,7 +80,9 @@ def prepare_clips(
     """
     clips = np.asarray(clips)
     if clips.ndim != 5:
-        raise InputFormatError(f"clips must be (unit, peak, frame, y, x), got shape {clips.shape}", field="clips")
+        raise InputFormatError(
+            f"clips must be (unit, peak, frame, y, x), got shape {clips.shape}", field="clips"
+        )
     n, k, t, s, s2 = clips.shape
     if s != s2:
         raise InputFormatError(f"clip crops must be square, got {s}x{s2}", field="clips")
@@ -151,6 +153,40 @@ def resample_time(c: np.ndarray, *, n_before: int, time_step: float) -> np.ndarr
     return c[..., lo, :, :] * (1.0 - w) + c[..., hi, :, :] * w
 
 
+def clip_store_geometry(path: str | PathLike[str]) -> dict[str, int]:
+    """Clip geometry of a clip store, as :meth:`~cellsift.pipeline.classify.card.ModelCard.check_compatible` takes it.
+
+    Returns
+    -------
+    dict
+        ``clip_frames``, ``clip_n_before`` and ``clip_crop_px`` (px).
+
+    Raises
+    ------
+    LakeError
+        The store is missing or unreadable.
+    """
+    import zarr
+
+    path = Path(path)
+
+    try:
+        group: Any = zarr.open_group(str(path), mode="r")
+        shape = group["clips"].shape
+    except (FileNotFoundError, KeyError, ValueError, OSError):
+        raise LakeError(
+            "clip store cannot be read",
+            path=path,
+            fix="run 'cellsift run' so every session has its clip store",
+        ) from None
+    params = dict(group.attrs.get("params", {}) or {}).get("clips", {}) or {}
+    return {
+        "clip_frames": int(shape[2]),
+        "clip_n_before": int(params.get("n_before", (shape[2] - 1) // 2)),
+        "clip_crop_px": int(shape[-1]),
+    }
+
+
 def _read_rows(array: Any, rows_sorted: np.ndarray, inverse: np.ndarray) -> np.ndarray:
     """Rows ``rows_sorted`` of a zarr array (one orthogonal read), put back in ``inverse`` order."""
     if len(rows_sorted) == 0:
@@ -192,7 +228,7 @@ def read_clip_store(
 
     path = Path(path)
     try:
-        group = zarr.open_group(str(path), mode="r")
+        group: Any = zarr.open_group(str(path), mode="r")
         store_ids = np.asarray(group["unit_id"][:], dtype=np.int64)
         arrays = {name: group[name] for name in ("clips", "valid", "footprint", "neighbour_mask")}
     except (FileNotFoundError, KeyError, ValueError, OSError) as exc:
@@ -246,4 +282,3 @@ def read_clip_store(
         static=np.concatenate([p.static for p in parts]),
         valid=np.concatenate([p.valid for p in parts]),
     )
-

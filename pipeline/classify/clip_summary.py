@@ -85,8 +85,12 @@ def clip_summary_features(clips: ClipArrays, *, batch: int = 512) -> dict[str, n
     n = clips.dynamic.shape[0]
     out = {name: np.full(n, np.nan) for name in CLIP_SUMMARY_FEATURES}
     for start in range(0, n, batch):
-        part = _summaries(clips.dynamic[start : start + batch], clips.static[start : start + batch],
-                          clips.valid[start : start + batch], clips.n_before)
+        part = _summaries(
+            clips.dynamic[start : start + batch],
+            clips.static[start : start + batch],
+            clips.valid[start : start + batch],
+            clips.n_before,
+        )
         for name, values in part.items():
             out[name][start : start + batch] = values
     return out

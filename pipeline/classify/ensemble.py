@@ -33,26 +33,26 @@ from typing import Any, ClassVar, Final
 import numpy as np
 import pandas as pd
 
-from cellsift.schemas.errors import InputFormatError, ModelMismatchError
-
-from cellsift.pipeline.classify.clip_model import ClipClassifier, ClipModelConfig, _split_valid, config_from_params
-from cellsift.pipeline.classify.feature_model import MODEL_FEATURES, FeatureClassifier, FeatureModelConfig
-from cellsift.pipeline.classify.base import (
-    ID_COLUMNS,
-    REASONS,
-    CellClassifier,
-    CellData,
-    file_sha256,
-    new_card,
-    table_columns_for,
-)
+from cellsift.pipeline._util import file_sha256
+from cellsift.pipeline.classify.base import CellClassifier
+from cellsift.pipeline.classify.card_build import new_card
+from cellsift.pipeline.classify.clip_model import ClipClassifier, config_from_params
+from cellsift.pipeline.classify.clip_net import ClipModelConfig
+from cellsift.pipeline.classify.data import ID_COLUMNS, REASONS, CellData
+from cellsift.pipeline.classify.feature_model import FEATURES_FILE, FeatureClassifier, FeatureModelConfig
+from cellsift.pipeline.classify.inputs import MODEL_FEATURES, table_columns_for
+from cellsift.pipeline.classify.metrics import balanced_threshold
+from cellsift.pipeline.classify.splits import early_split, grouped_folds
+from cellsift.schemas import InputFormatError, ModelMismatchError, ParameterError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["EnsembleConfig", "EnsembleClassifier", "Calibrator"]
+__all__ = ["ENSEMBLE_FILE", "Calibrator", "EnsembleClassifier", "EnsembleConfig"]
 
-_FILE: Final = "ensemble.npz"
-_TABLE_ONLY: Final = "table_only_"
+#: Calibrator file of an ensemble inside a model folder.
+ENSEMBLE_FILE: Final = "ensemble.npz"
+#: Prefix of the table-only feature model's weight file.
+TABLE_ONLY_PREFIX: Final = "table_only_"
 _EPS: Final = 1e-6
 
 
@@ -95,11 +95,11 @@ class EnsembleConfig:
 
     def __post_init__(self) -> None:
         if self.calibration not in ("platt", "isotonic"):
-            raise InputFormatError(
+            raise ParameterError(
                 f"unknown calibration {self.calibration!r}", field="calibration", fix="use platt or isotonic"
             )
         if self.n_folds < 2:
-            raise InputFormatError("n_folds must be >= 2", field="n_folds")
+            raise ParameterError(f"n_folds must be >= 2, got {self.n_folds}", field="n_folds")
 
 
 @dataclass(frozen=True)
@@ -131,14 +131,24 @@ class Calibrator:
 
             X = np.column_stack([lf, lc])
             lr = LogisticRegression(C=1.0).fit(X, y)
-            return cls("platt", lr.coef_.ravel().astype(np.float64), float(lr.intercept_[0]),
-                       np.zeros(0), np.zeros(0))
+            return cls(
+                "platt",
+                lr.coef_.ravel().astype(np.float64),
+                float(lr.intercept_[0]),
+                np.zeros(0),
+                np.zeros(0),
+            )
         from sklearn.isotonic import IsotonicRegression
 
         z = (lf + lc) / 2
         iso = IsotonicRegression(out_of_bounds="clip", y_min=0.001, y_max=0.999).fit(z, y)
-        return cls("isotonic", np.zeros(2), 0.0, np.asarray(iso.X_thresholds_, dtype=np.float64),
-                   np.asarray(iso.y_thresholds_, dtype=np.float64))
+        return cls(
+            "isotonic",
+            np.zeros(2),
+            0.0,
+            np.asarray(iso.X_thresholds_, dtype=np.float64),
+            np.asarray(iso.y_thresholds_, dtype=np.float64),
+        )
 
     def __call__(self, lf: np.ndarray, lc: np.ndarray) -> np.ndarray:
         if self.method == "platt":
@@ -148,8 +158,12 @@ class Calibrator:
     def to_dict(self) -> dict[str, Any]:
         """JSON-able summary for the model card."""
         if self.method == "platt":
-            return {"method": "platt", "coef_features": float(self.coef[0]),
-                    "coef_clips": float(self.coef[1]), "intercept": self.intercept}
+            return {
+                "method": "platt",
+                "coef_features": float(self.coef[0]),
+                "coef_clips": float(self.coef[1]),
+                "intercept": self.intercept,
+            }
         return {"method": "isotonic", "n_knots": int(self.x.size)}
 
 
@@ -179,8 +193,6 @@ class EnsembleClassifier(CellClassifier):
     def _folds(self, data: CellData) -> list[tuple[np.ndarray, np.ndarray]]:
         from sklearn.model_selection import StratifiedKFold
 
-        from cellsift.pipeline.classify.training import grouped_folds
-
         y = data.require_labels(what="the ensemble")
         if len(set(data.groups)) >= 2:
             return list(grouped_folds(data.groups, y, n_folds=self.config.n_folds, seed=self.config.seed))
@@ -188,17 +200,15 @@ class EnsembleClassifier(CellClassifier):
         k = int(min(self.config.n_folds, np.bincount(y, minlength=2).min()))
         if k < 2:
             raise InputFormatError(
-                "the ensemble needs at least 2 cells of each class", field="label",
+                "the ensemble needs at least 2 cells of each class",
+                field="label",
                 fix="label more cells, or train the feature model alone",
             )
         skf = StratifiedKFold(n_splits=k, shuffle=True, random_state=self.config.seed)
         return list(skf.split(np.zeros(len(y)), y))
 
     def _split(self, data: CellData, seed: int) -> tuple[CellData, CellData | None]:
-        tr, va = _split_valid(data, self.config.early_stopping_fraction, seed)
-        if len(va) == 0:
-            return data, None
-        return data.take(tr), data.take(va)
+        return early_split(data, self.config.early_stopping_fraction, seed)
 
     def _fit_bases(
         self, data: CellData, seed: int, *, init: EnsembleClassifier | None = None
@@ -256,24 +266,32 @@ class EnsembleClassifier(CellClassifier):
         oof["p_features"], oof["p_clips"] = _sigmoid(lf), _sigmoid(lc)
         oof["p_good"] = self.calibrator(lf, lc)
         self.oof = oof
-        from cellsift.pipeline.classify.evaluation import balanced_threshold
-
         self._threshold = balanced_threshold(y, oof["p_good"].to_numpy())
         self.fit_seconds = time.perf_counter() - t0
         self.card = new_card(
-            self, train, params=self.params(), feature_columns=table_columns_for(MODEL_FEATURES),
+            self,
+            train,
+            params=self.params(),
+            feature_columns=table_columns_for(MODEL_FEATURES),
             model_crop=self.config.clips.model_crop,
         )
         self.card = self._card_with_ood(self.card)
-        logger.info("ensemble trained on %d cells in %.0f s; calibrator %s", len(train),
-                    self.fit_seconds, self.calibrator.to_dict())
+        logger.info(
+            "ensemble trained on %d cells in %.0f s; calibrator %s",
+            len(train),
+            self.fit_seconds,
+            self.calibrator.to_dict(),
+        )
         return self
 
     def fine_tune(self, train: CellData, *, seed: int = 0) -> EnsembleClassifier:
         """Return a new ensemble trained on ``train`` starting from this one's clip weights."""
         clips_cfg = replace(
-            self.config.clips, lr=self.config.clips.lr / 4, epochs=max(10, self.config.clips.epochs // 2),
-            min_epochs=3, seed=seed,
+            self.config.clips,
+            lr=self.config.clips.lr / 4,
+            epochs=max(10, self.config.clips.epochs // 2),
+            min_epochs=3,
+            seed=seed,
         )
         new = EnsembleClassifier(replace(self.config, clips=clips_cfg, seed=seed))
         return new.fit(train, init=self)
@@ -330,8 +348,11 @@ class EnsembleClassifier(CellClassifier):
                 have_reasons = True
         if len(without) and table_only is not None:
             sub = data.take(without) if len(without) < n else data
-            logger.warning("%d cell(s) without clips (no movie): scored by the table-only feature model of '%s'",
-                           len(without), self.model_id)
+            logger.warning(
+                "%d cell(s) without clips (no movie): scored by the table-only feature model of '%s'",
+                len(without),
+                self.model_id,
+            )
             p, r = table_only.predict(sub)
             pf[without], pg[without] = p, p
             if r is not None:
@@ -371,7 +392,9 @@ class EnsembleClassifier(CellClassifier):
             "features": self.features.params(),
             "clips": self.clips.params(),
             "n_folds": self.config.n_folds,
-            "calibration": self.calibrator.to_dict() if self.calibrator else {"method": self.config.calibration},
+            "calibration": self.calibrator.to_dict()
+            if self.calibrator
+            else {"method": self.config.calibration},
             "early_stopping_fraction": self.config.early_stopping_fraction,
             "ood_quantile": self.config.ood_quantile,
             "decision_threshold": round(self.decision_threshold, 4),
@@ -383,20 +406,28 @@ class EnsembleClassifier(CellClassifier):
     def save(self, folder: str | PathLike[str]) -> Path:
         """Write ``features.npz``, ``clips.pt``, ``ensemble.npz`` and ``card.json``."""
         cal = self._check()
-        self.require_card()
+        card = self.require_card()
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        files = {**self.features.save_weights(folder), **self.clips.save_weights(folder), **self._save_ood(folder)}
+        files = {
+            **self.features.save_weights(folder),
+            **self.clips.save_weights(folder),
+            **self._save_ood(folder),
+        }
         if self.table_only is not None:
-            files.update(self.table_only.save_weights(folder, prefix=_TABLE_ONLY))
+            files.update(self.table_only.save_weights(folder, prefix=TABLE_ONLY_PREFIX))
         np.savez_compressed(
-            folder / _FILE,
-            cal_method=np.asarray(cal.method), cal_coef=cal.coef, cal_intercept=np.asarray(cal.intercept),
-            cal_x=cal.x, cal_y=cal.y,
+            folder / ENSEMBLE_FILE,
+            cal_method=np.asarray(cal.method),
+            cal_coef=cal.coef,
+            cal_intercept=np.asarray(cal.intercept),
+            cal_x=cal.x,
+            cal_y=cal.y,
         )
-        files[_FILE] = file_sha256(folder / _FILE)
-        self.card = replace(self.card, files=files, params=self.params())
-        self.card.write(folder)
+        files[ENSEMBLE_FILE] = file_sha256(folder / ENSEMBLE_FILE)
+        saved = replace(card, files=files, params=self.params())
+        saved.write(folder)
+        self.card = saved
         return folder
 
     @classmethod
@@ -405,8 +436,11 @@ class EnsembleClassifier(CellClassifier):
         folder = Path(folder)
         card = cls._checked_card(folder)
         params = dict(card.params)
-        fparams = {k: v for k, v in dict(params.get("features", {})).items()
-                   if k in FeatureModelConfig.__dataclass_fields__}
+        fparams = {
+            k: v
+            for k, v in dict(params.get("features", {})).items()
+            if k in FeatureModelConfig.__dataclass_fields__
+        }
         cfg = EnsembleConfig(
             features=FeatureModelConfig(**fparams),
             clips=config_from_params(params.get("clips", {})),
@@ -417,20 +451,26 @@ class EnsembleClassifier(CellClassifier):
         model = cls(cfg)
         model.features.load_weights(folder)
         model.clips.load_weights(folder)
-        if (folder / (_TABLE_ONLY + "features.npz")).is_file():
-            model.table_only = FeatureClassifier(replace(cfg.features, clip_features=False, movie_features=False))
-            model.table_only.load_weights(folder, prefix=_TABLE_ONLY)
+        if (folder / (TABLE_ONLY_PREFIX + FEATURES_FILE)).is_file():
+            model.table_only = FeatureClassifier(
+                replace(cfg.features, clip_features=False, movie_features=False)
+            )
+            model.table_only.load_weights(folder, prefix=TABLE_ONLY_PREFIX)
             model.table_only.card = card
-        path = folder / _FILE
+        path = folder / ENSEMBLE_FILE
         try:
             with np.load(path, allow_pickle=False) as a:
                 model.calibrator = Calibrator(
-                    method=str(a["cal_method"]), coef=np.asarray(a["cal_coef"]),
-                    intercept=float(a["cal_intercept"]), x=np.asarray(a["cal_x"]), y=np.asarray(a["cal_y"]),
+                    method=str(a["cal_method"]),
+                    coef=np.asarray(a["cal_coef"]),
+                    intercept=float(a["cal_intercept"]),
+                    x=np.asarray(a["cal_x"]),
+                    y=np.asarray(a["cal_y"]),
                 )
         except (OSError, KeyError, ValueError) as exc:
             raise ModelMismatchError(
-                f"ensemble file cannot be read ({type(exc).__name__}: {exc})", path=path,
+                f"ensemble file cannot be read ({type(exc).__name__}: {exc})",
+                path=path,
                 fix="restore the model folder or re-train",
             ) from None
         model._load_ood(folder)

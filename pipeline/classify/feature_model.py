@@ -1,10 +1,9 @@
 """The fast model: gradient-boosted trees on the interpretable quality features.
 
-Inputs are the ``cells`` table's quality features (``FEATURE_COLUMNS``) with the two
-that depend on a lab's units made relative to their session: ``noise_sd`` (trace units)
-is replaced by ``noise_rel`` (noise over the session's median noise) and ``area_rel``
-(area over the session's median area) is added next to ``area_px``. Missing values
-(NaN) are allowed.
+Inputs are the ``cells`` table's quality features with the unit-dependent ones made
+relative to their session (:data:`~cellsift.pipeline.classify.inputs.MODEL_FEATURES`),
+plus, when trained with clips, the clip summaries of
+:mod:`~cellsift.pipeline.classify.clip_summary`. Missing values (NaN) are allowed.
 
 Training uses scikit-learn's ``HistGradientBoostingClassifier`` with balanced class
 weights; the number of boosting rounds is chosen on the validation split (early
@@ -27,106 +26,21 @@ from typing import Any, ClassVar, Final
 import numpy as np
 import pandas as pd
 
-from cellsift.schemas.errors import InputFormatError, ModelMismatchError
-from cellsift.schemas.tables import FEATURE_COLUMNS
-
+from cellsift.pipeline._util import file_sha256
+from cellsift.pipeline.classify.base import CellClassifier
+from cellsift.pipeline.classify.card_build import new_card
 from cellsift.pipeline.classify.clip_summary import CLIP_SUMMARY_FEATURES, clip_summary_features
-from cellsift.pipeline.stages.features import SPATIAL_FEATURE_NAMES
-from cellsift.pipeline.classify.base import (
-    REASONS,
-    CellClassifier,
-    CellData,
-    file_sha256,
-    new_card,
-    table_columns_for,
-)
+from cellsift.pipeline.classify.data import REASONS, CellData
+from cellsift.pipeline.classify.inputs import MODEL_FEATURES, feature_matrix, table_columns_for
+from cellsift.pipeline.stages import SPATIAL_FEATURE_NAMES
+from cellsift.schemas import InputFormatError, ModelMismatchError, ParameterError
 
 logger = logging.getLogger(__name__)
 
-__all__ = [
-    "add_session_relative",
-    "FeatureModelConfig",
-    "FeatureClassifier",
-    "TreeEnsemble",
-    "MODEL_FEATURES",
-    "feature_matrix",
-]
+__all__ = ["FEATURES_FILE", "FeatureClassifier", "FeatureModelConfig", "TreeEnsemble"]
 
-#: Columns the feature model reads, in order (derived columns included).
-MODEL_FEATURES: Final = tuple(c for c in FEATURE_COLUMNS if c != "noise_sd") + ("area_rel", "noise_rel")
-
-_WEIGHTS: Final = "features.npz"
-
-
-def _session_keys(table: pd.DataFrame) -> pd.Series:
-    cols = [c for c in ("cohort", "animal", "session") if c in table.columns]
-    if not cols:
-        return pd.Series("all", index=table.index)
-    return table[cols].astype(str).agg("/".join, axis=1)
-
-
-def feature_matrix(table: pd.DataFrame, columns: tuple[str, ...] = MODEL_FEATURES) -> np.ndarray:
-    """Return the model's input matrix for the rows of a ``cells`` table.
-
-    Parameters
-    ----------
-    table
-        Cells with ``FEATURE_COLUMNS`` (and ``cohort``/``animal``/``session`` for the
-        session-relative columns; without them the whole table is one session).
-    columns
-        Columns to return; ``area_rel`` and ``noise_rel`` are derived.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``(n, len(columns))`` float64; NaN where a value is missing.
-
-    Raises
-    ------
-    InputFormatError
-        If a needed table column is missing.
-    """
-    need = {c for c in columns if c not in ("area_rel", "noise_rel")}
-    if "area_rel" in columns and "area_rel" not in table.columns:
-        need.add("area_px")
-    if "noise_rel" in columns and "noise_rel" not in table.columns:
-        need.add("noise_sd")
-    missing = sorted(need - set(table.columns))
-    if missing:
-        raise InputFormatError(
-            f"cells table lacks column(s) {', '.join(missing)}",
-            field=missing[0],
-            fix="score cells from the lake's cells table written by 'cellsift run'",
-        )
-    out = np.empty((len(table), len(columns)), dtype=np.float64)
-    if len(table) == 0:
-        return out
-    keys = _session_keys(table)
-    for j, col in enumerate(columns):
-        if col in ("area_rel", "noise_rel") and col in table.columns:
-            # precomputed over the whole session (scoring in batches of units)
-            out[:, j] = pd.to_numeric(table[col], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-        elif col in ("area_rel", "noise_rel"):
-            base = "area_px" if col == "area_rel" else "noise_sd"
-            values = pd.to_numeric(table[base], errors="coerce").astype(np.float64)
-            median = values.groupby(keys).transform("median")
-            rel = values / median.where(median > 0)
-            out[:, j] = rel.to_numpy(dtype=np.float64, na_value=np.nan)
-        else:
-            out[:, j] = pd.to_numeric(table[col], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-    out[~np.isfinite(out)] = np.nan
-    return out
-
-
-def add_session_relative(table: pd.DataFrame) -> pd.DataFrame:
-    """Return ``table`` with ``area_rel`` and ``noise_rel`` computed over each whole session.
-
-    Call this before scoring a session in batches of units, so the session medians do
-    not depend on the batch.
-    """
-    rel = feature_matrix(table.drop(columns=[c for c in ("area_rel", "noise_rel") if c in table]),
-                         ("area_rel", "noise_rel"))
-    return table.assign(area_rel=rel[:, 0], noise_rel=rel[:, 1])
+#: Weight file of the feature model inside a model folder.
+FEATURES_FILE: Final = "features.npz"
 
 
 # ---------------------------------------------------------------------------
@@ -161,8 +75,16 @@ class TreeEnsemble:
     classes: np.ndarray
 
     _FIELDS: ClassVar[tuple[str, ...]] = (
-        "feature", "threshold", "missing_left", "left", "right", "is_leaf", "value",
-        "roots", "baseline", "classes",
+        "feature",
+        "threshold",
+        "missing_left",
+        "left",
+        "right",
+        "is_leaf",
+        "value",
+        "roots",
+        "baseline",
+        "classes",
     )
 
     @classmethod
@@ -187,8 +109,14 @@ class TreeEnsemble:
                 offset += len(nodes)
         cat = np.concatenate
         return cls(
-            feature=cat(feats), threshold=cat(thr), missing_left=cat(miss), left=cat(left),
-            right=cat(right), is_leaf=cat(leaf), value=cat(val), roots=roots,
+            feature=cat(feats),
+            threshold=cat(thr),
+            missing_left=cat(miss),
+            left=cat(left),
+            right=cat(right),
+            is_leaf=cat(leaf),
+            value=cat(val),
+            roots=roots,
             baseline=np.asarray(model._baseline_prediction, dtype=np.float64).ravel(),
             classes=np.asarray(model.classes_).astype(np.int64),
         )
@@ -278,8 +206,9 @@ class FeatureModelConfig:
 
     def __post_init__(self) -> None:
         if self.max_iter < 1 or not 0 < self.learning_rate <= 1 or self.max_leaf_nodes < 2:
-            raise InputFormatError(
-                "max_iter >= 1, 0 < learning_rate <= 1 and max_leaf_nodes >= 2 are required",
+            raise ParameterError(
+                "max_iter >= 1, 0 < learning_rate <= 1 and max_leaf_nodes >= 2 are required "
+                f"(got {self.max_iter}, {self.learning_rate}, {self.max_leaf_nodes})",
                 field="FeatureModelConfig",
             )
 
@@ -344,7 +273,7 @@ class FeatureClassifier(CellClassifier):
         return True
 
     @property
-    def uses_clips(self) -> bool:  # type: ignore[override]
+    def uses_clips(self) -> bool:
         """True when the model reads clip summaries (trained with clips)."""
         return any(c in CLIP_SUMMARY_FEATURES for c in self.columns)
 
@@ -357,8 +286,11 @@ class FeatureClassifier(CellClassifier):
                 summary = clip_summary_features(data.clips)
                 table = table.assign(**{c: summary[c] for c in wanted})
             else:
-                logger.warning("feature model '%s' uses clip summaries but the cells come without clips: "
-                               "scored on the table features alone", self.model_id)
+                logger.warning(
+                    "feature model '%s' uses clip summaries but the cells come without clips: "
+                    "scored on the table features alone",
+                    self.model_id,
+                )
                 table = table.assign(**{c: np.nan for c in wanted})
         return feature_matrix(table, self.columns)
 
@@ -375,13 +307,21 @@ class FeatureClassifier(CellClassifier):
         """
         y = train.require_labels(what="the feature model")
         use_clips = self.config.clip_features and train.clips is not None
-        base = MODEL_FEATURES if self.config.movie_features else tuple(
-            c for c in MODEL_FEATURES if c not in SPATIAL_FEATURE_NAMES)
+        base = (
+            MODEL_FEATURES
+            if self.config.movie_features
+            else tuple(c for c in MODEL_FEATURES if c not in SPATIAL_FEATURE_NAMES)
+        )
         self.columns = base + (CLIP_SUMMARY_FEATURES if use_clips else ())
         X = self._matrix(train)
         cfg = self.config
         n_iter = min(cfg.max_iter, 150)
-        if valid is not None and len(valid) and valid.y is not None and len(np.unique(valid.y[valid.y >= 0])) == 2:
+        if (
+            valid is not None
+            and len(valid)
+            and valid.y is not None
+            and len(np.unique(valid.y[valid.y >= 0])) == 2
+        ):
             keep = valid.y >= 0
             probe = _hgb(cfg, len(y), max_iter=cfg.max_iter, balanced=True).fit(X, y)
             n_iter = _best_iteration(probe, self._matrix(valid)[keep], valid.y[keep])
@@ -399,7 +339,10 @@ class FeatureClassifier(CellClassifier):
                 self.reason_trees = TreeEnsemble.from_sklearn(rmodel)
         logger.info(
             "feature model: %d cells (%d good), %d rounds, reasons: %s",
-            len(y), int(y.sum()), n_iter, self.reason_trees is not None,
+            len(y),
+            int(y.sum()),
+            n_iter,
+            self.reason_trees is not None,
         )
         self.fit_ood(train)
         base_columns = tuple(c for c in self.columns if c not in CLIP_SUMMARY_FEATURES)
@@ -409,7 +352,9 @@ class FeatureClassifier(CellClassifier):
 
     def _check_fitted(self) -> TreeEnsemble:
         if self.trees is None:
-            raise ModelMismatchError("the feature model is not trained", fix="call fit() or load a saved model")
+            raise ModelMismatchError(
+                "the feature model is not trained", fix="call fit() or load a saved model"
+            )
         return self.trees
 
     def predict_proba(self, data: CellData) -> np.ndarray:
@@ -443,17 +388,17 @@ class FeatureClassifier(CellClassifier):
     def save_weights(self, folder: Path, *, prefix: str = "") -> dict[str, str]:
         """Write the weight file into ``folder``; return ``{name: sha256}``."""
         trees = self._check_fitted()
-        arrays = trees.to_arrays("p_")
+        arrays: dict[str, Any] = trees.to_arrays("p_")
         if self.reason_trees is not None:
             arrays.update(self.reason_trees.to_arrays("r_"))
         arrays["columns"] = np.asarray(self.columns, dtype="U64")
-        name = prefix + _WEIGHTS
+        name = prefix + FEATURES_FILE
         np.savez_compressed(folder / name, **arrays)
         return {name: file_sha256(folder / name)}
 
     def load_weights(self, folder: Path, *, prefix: str = "") -> None:
         """Read the weight file written by :meth:`save_weights`."""
-        path = folder / (prefix + _WEIGHTS)
+        path = folder / (prefix + FEATURES_FILE)
         try:
             with np.load(path, allow_pickle=False) as arrays:
                 self.columns = tuple(str(c) for c in arrays["columns"])

@@ -99,9 +99,7 @@ def add_session_relative(table: pd.DataFrame) -> pd.DataFrame:
     Call this before scoring a session in batches of units, so the session medians do
     not depend on the batch.
     """
-    rel = feature_matrix(
-        table.drop(columns=[c for c in _DERIVED if c in table]), ("area_rel", "noise_rel")
-    )
+    rel = feature_matrix(table.drop(columns=[c for c in _DERIVED if c in table]), ("area_rel", "noise_rel"))
     return table.assign(area_rel=rel[:, 0], noise_rel=rel[:, 1])
 
 

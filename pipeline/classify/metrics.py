@@ -19,12 +19,14 @@ from cellsift.pipeline.classify.data import REASONS
 __all__ = ["balanced_threshold", "binary_metrics", "reason_metrics", "rounded"]
 
 
-def rounded(x: float | None) -> float | None:
+def rounded(x: float | np.floating[Any] | None) -> float | None:
     """``x`` rounded to 4 decimals; ``None`` if it is ``None`` or not finite (for JSON)."""
     return None if x is None or not np.isfinite(x) else round(float(x), 4)
 
 
-def binary_metrics(y: np.ndarray, p: np.ndarray, *, threshold: float = 0.5, n_bins: int = 10) -> dict[str, Any]:
+def binary_metrics(
+    y: np.ndarray, p: np.ndarray, *, threshold: float = 0.5, n_bins: int = 10
+) -> dict[str, Any]:
     """Metrics of ``p_good`` against labels ``y`` (1 good, 0 bad).
 
     Parameters
@@ -55,8 +57,12 @@ def binary_metrics(y: np.ndarray, p: np.ndarray, *, threshold: float = 0.5, n_bi
     y, p = y[keep].astype(int), p[keep]
     pred = (p >= threshold).astype(int)
     n = len(y)
-    out: dict[str, Any] = {"n": int(n), "n_good": int((y == 1).sum()), "n_bad": int((y == 0).sum()),
-                           "threshold": round(float(threshold), 4)}
+    out: dict[str, Any] = {
+        "n": int(n),
+        "n_good": int((y == 1).sum()),
+        "n_bad": int((y == 0).sum()),
+        "threshold": round(float(threshold), 4),
+    }
     if n == 0:
         return out
     out["accuracy"] = rounded(np.mean(pred == y))
@@ -67,8 +73,17 @@ def binary_metrics(y: np.ndarray, p: np.ndarray, *, threshold: float = 0.5, n_bi
         fn = int(np.sum((pred != c) & (y == c)))
         prec = tp / (tp + fp) if tp + fp else float("nan")
         rec = tp / (tp + fn) if tp + fn else float("nan")
-        f1 = 2 * prec * rec / (prec + rec) if np.isfinite(prec) and np.isfinite(rec) and prec + rec else float("nan")
-        out[name] = {"precision": rounded(prec), "recall": rounded(rec), "f1": rounded(f1), "support": tp + fn}
+        f1 = (
+            2 * prec * rec / (prec + rec)
+            if np.isfinite(prec) and np.isfinite(rec) and prec + rec
+            else float("nan")
+        )
+        out[name] = {
+            "precision": rounded(prec),
+            "recall": rounded(rec),
+            "f1": rounded(f1),
+            "support": tp + fn,
+        }
         if tp + fn:
             recalls.append(rec)
     out["balanced_accuracy"] = rounded(np.mean(recalls))
@@ -140,4 +155,3 @@ def balanced_threshold(y: np.ndarray, p: np.ndarray, *, lo: float = 0.15, hi: fl
     best = scores.max()
     good = grid[scores >= best - 0.002]
     return float(np.median(good))
-

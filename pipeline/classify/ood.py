@@ -72,7 +72,9 @@ class OODDetector:
 
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[0] < 3:
-            raise InputFormatError(f"OOD detector needs >= 3 training rows, got shape {X.shape}", field="features")
+            raise InputFormatError(
+                f"OOD detector needs >= 3 training rows, got shape {X.shape}", field="features"
+            )
         if not 0 < quantile < 1:
             raise ParameterError(
                 f"quantile must be in (0, 1), got {quantile}", field="quantile", fix="use e.g. 0.99"
@@ -165,16 +167,19 @@ def session_ood(cells: pd.DataFrame, *, max_fraction: float = 0.2, log: bool = T
         keys = ["_all"]
         cells = cells.assign(_all="all")
     g = cells.groupby(keys, sort=True)
-    out = pd.DataFrame({
-        "n_cells": g.size(),
-        "median_ood_score": g["ood_score"].median(),
-        "frac_ood": g["ood_flag"].mean(),
-    }).reset_index()
+    out = pd.DataFrame(
+        {
+            "n_cells": g.size(),
+            "median_ood_score": g["ood_score"].median(),
+            "frac_ood": g["ood_flag"].mean(),
+        }
+    ).reset_index()
     out["ood_flag"] = out["frac_ood"] > max_fraction
     for row in out[out["ood_flag"]].itertuples() if log else ():
         logger.warning(
             "session %s: %.0f%% of cells lie outside the model's training data; check its "
             "labels or fine-tune the model on this lab's data",
-            "/".join(str(getattr(row, k)) for k in keys), 100 * row.frac_ood,
+            "/".join(str(getattr(row, k)) for k in keys),
+            100 * row.frac_ood,
         )
     return out

@@ -1,10 +1,10 @@
-"""The model registry: model folders under ``LAKE/models/<model_id>/`` and the shipped default.
+"""The model store: model folders under ``LAKE/models/<model_id>/`` and the shipped default.
 
 A model folder holds the weights and ``card.json``
-(:class:`~cellsift.pipeline.classify.base.ModelCard`). Folders are written in
+(:class:`~cellsift.pipeline.classify.card.ModelCard`). Folders are written in
 ``LAKE/tmp`` and renamed into place, so a reader never sees a half-written model. The
 package ships one model, ``default`` (``cellsift/pipeline/classify/default_model``), trained on
-simulated cohorts by :func:`cellsift.pipeline.classify.training.train_default_model`.
+simulated cohorts by :func:`cellsift.pipeline.classify.default_recipe.train_default_model`.
 
 ``resolve_model(spec)`` turns what a user types into a folder: ``"default"``, a model
 id registered in the lake, or a path to a model folder.
@@ -15,17 +15,18 @@ from __future__ import annotations
 import logging
 import shutil
 import uuid
+from dataclasses import replace
 from os import PathLike
 from pathlib import Path
 from typing import Any, Final
 
 import pandas as pd
 
-from cellsift.catalog.atomic import publish_dir, remove_tree_quietly
-from cellsift.catalog.layout import safe_name
-from cellsift.schemas.errors import LakeError, ModelMismatchError
-
-from cellsift.pipeline.classify.base import CARD_NAME, CellClassifier, ModelCard
+from cellsift.catalog import publish_dir, remove_tree_quietly, safe_name
+from cellsift.pipeline.classify.base import CellClassifier
+from cellsift.pipeline.classify.card import ModelCard
+from cellsift.pipeline.classify.kinds import model_class
+from cellsift.schemas import CARD_FILE, LakeError, ModelMismatchError
 
 logger = logging.getLogger(__name__)
 
@@ -53,30 +54,21 @@ def models_dir(lake: str | PathLike[str]) -> Path:
 
 
 def check_model_id(model_id: str) -> str:
-    """Return ``model_id`` if it can name a folder (and is not ``default``), else raise."""
+    """Return ``model_id`` if it can name a folder (and is not ``default``), else raise.
+
+    Raises
+    ------
+    LakeError
+        The id is ``default`` or cannot name a folder.
+    """
     safe_name(model_id, field="model_id")
     if model_id == DEFAULT_NAME:
         raise LakeError(
             "'default' is reserved for the model shipped with cellsift",
-            field="model_id", fix="choose another model id",
+            field="model_id",
+            fix="choose another model id",
         )
     return model_id
-
-
-def _model_class(kind: str, path: Path) -> type[CellClassifier]:
-    from cellsift.pipeline.classify.clip_model import ClipClassifier
-    from cellsift.pipeline.classify.ensemble import EnsembleClassifier
-    from cellsift.pipeline.classify.feature_model import FeatureClassifier
-
-    classes: dict[str, type[CellClassifier]] = {
-        "features": FeatureClassifier, "clips": ClipClassifier, "ensemble": EnsembleClassifier,
-    }
-    if kind not in classes:
-        raise ModelMismatchError(
-            f"unknown model kind {kind!r}", path=path, field="kind",
-            fix="this model was written by a newer cellsift; upgrade cellsift",
-        )
-    return classes[kind]
 
 
 def register_model(
@@ -86,7 +78,7 @@ def register_model(
     model_id: str | None = None,
     overwrite: bool = False,
 ) -> Path:
-    """Store a model in the lake's registry.
+    """Store a model in the lake (``LAKE/models/<model_id>``).
 
     Parameters
     ----------
@@ -96,7 +88,7 @@ def register_model(
     lake
         The lake.
     model_id
-        Registry id (default: the card's ``model_id``).
+        Id in the lake (default: the card's ``model_id``).
     overwrite
         Replace a registered model of the same id.
 
@@ -112,8 +104,6 @@ def register_model(
     ModelMismatchError
         The folder is not a valid model.
     """
-    from dataclasses import replace
-
     lake = Path(lake)
     if not lake.is_dir():
         raise LakeError("lake folder not found", path=lake, fix="create it with 'cellsift ingest'")
@@ -138,7 +128,9 @@ def register_model(
         final = models_dir(lake) / mid
         if final.exists() and not overwrite:
             raise LakeError(
-                f"a model '{mid}' is already registered", path=final, field="model_id",
+                f"a model '{mid}' is already registered",
+                path=final,
+                field="model_id",
                 fix="choose another id or pass overwrite=True (--overwrite)",
             )
         publish_dir(staging, final)
@@ -150,7 +142,9 @@ def register_model(
 
 def _card_row(card: ModelCard, path: Path, source: str) -> dict[str, Any]:
     metrics = dict(card.metrics or {})
-    held = metrics.get("heldout") or metrics.get("out_of_fold", {}).get("p_good") or metrics.get("p_good") or {}
+    held = (
+        metrics.get("heldout") or metrics.get("out_of_fold", {}).get("p_good") or metrics.get("p_good") or {}
+    )
     training = dict(card.training or {})
     return {
         "model_id": card.model_id,
@@ -183,7 +177,7 @@ def list_models(lake: str | PathLike[str] | None = None, *, include_default: boo
         a warning.
     """
     rows = []
-    if include_default and (DEFAULT_MODEL_DIR / CARD_NAME).is_file():
+    if include_default and (DEFAULT_MODEL_DIR / CARD_FILE).is_file():
         card = ModelCard.read(DEFAULT_MODEL_DIR)
         rows.append({**_card_row(card, DEFAULT_MODEL_DIR, "package"), "model_id": DEFAULT_NAME})
     if lake is not None:
@@ -197,8 +191,22 @@ def list_models(lake: str | PathLike[str] | None = None, *, include_default: boo
                 logger.warning("skipping %s: %s", folder, exc)
                 continue
             rows.append(_card_row(card, folder, "lake"))
-    cols = ["model_id", "card_id", "kind", "source", "created_at", "n_train_cells", "n_animals", "cohorts",
-            "balanced_accuracy", "roc_auc", "pipeline_version", "fps", "parent_model_id", "path"]
+    cols = [
+        "model_id",
+        "card_id",
+        "kind",
+        "source",
+        "created_at",
+        "n_train_cells",
+        "n_animals",
+        "cohorts",
+        "balanced_accuracy",
+        "roc_auc",
+        "pipeline_version",
+        "fps",
+        "parent_model_id",
+        "path",
+    ]
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -212,18 +220,19 @@ def resolve_model(spec: str | PathLike[str], *, lake: str | PathLike[str] | None
     """
     text = str(spec)
     if text == DEFAULT_NAME:
-        if not (DEFAULT_MODEL_DIR / CARD_NAME).is_file():
+        if not (DEFAULT_MODEL_DIR / CARD_FILE).is_file():
             raise ModelMismatchError(
-                "the package's default model is missing", path=DEFAULT_MODEL_DIR,
+                "the package's default model is missing",
+                path=DEFAULT_MODEL_DIR,
                 fix="rebuild it with 'cellsift train --default pipeline/classify/default_model'",
             )
         return DEFAULT_MODEL_DIR
     path = Path(text)
-    if (path / CARD_NAME).is_file():
+    if (path / CARD_FILE).is_file():
         return path
     if lake is not None:
         candidate = models_dir(lake) / text
-        if (candidate / CARD_NAME).is_file():
+        if (candidate / CARD_FILE).is_file():
             return candidate
     known = list_models(lake)["model_id"].tolist()
     raise ModelMismatchError(
@@ -238,7 +247,7 @@ def load_model(spec: str | PathLike[str], *, lake: str | PathLike[str] | None = 
     """Resolve ``spec`` (see :func:`resolve_model`), verify its card and files, and load it."""
     folder = resolve_model(spec, lake=lake)
     card = ModelCard.read(folder)
-    return _model_class(card.kind, folder).load(folder)
+    return model_class(card.kind, folder).load(folder)
 
 
 def remove_model(lake: str | PathLike[str], model_id: str) -> None:
@@ -251,6 +260,8 @@ def remove_model(lake: str | PathLike[str], model_id: str) -> None:
     """
     check_model_id(model_id)
     folder = models_dir(lake) / model_id
-    if not (folder / CARD_NAME).is_file():
-        raise ModelMismatchError(f"no model '{model_id}' in the lake", path=models_dir(lake), field="model_id")
+    if not (folder / CARD_FILE).is_file():
+        raise ModelMismatchError(
+            f"no model '{model_id}' in the lake", path=models_dir(lake), field="model_id"
+        )
     remove_tree_quietly(folder)

@@ -46,23 +46,24 @@ import difflib
 import logging
 import math
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 import yaml
 
-from cellsift.catalog.layout import safe_name
-from cellsift.schemas.errors import CellsiftError, ManifestError, SessionNotFoundError
+from cellsift.catalog import safe_name
+from cellsift.pipeline._util import natural_key
+from cellsift.pipeline.ingest.spec import PATH_COLUMNS, SessionSpec, check_spec_files
+from cellsift.pipeline.readers import LABELS_FORMATS, normalise_extraction_format, normalise_video_format
+from cellsift.schemas import CellsiftError, ManifestError, SessionNotFoundError
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "REQUIRED_COLUMNS",
     "OPTIONAL_COLUMNS",
-    "SessionSpec",
+    "NO_VIDEO",
     "read_manifest",
-    "check_spec_files",
 ]
 
 REQUIRED_COLUMNS: Final = ("cohort", "animal", "session", "stage", "day", "extraction")
@@ -78,7 +79,6 @@ OPTIONAL_COLUMNS: Final = (
     "labels_format",
     "pixel_order",
 )
-_PATH_COLUMNS: Final = ("video", "extraction", "events", "labels")
 #: Values of the video column that mean "this session has no movie".
 NO_VIDEO: Final = ("none", "-", "no")
 _PIXEL_ORDER_ALIASES: Final = {
@@ -99,114 +99,6 @@ DEMO_VIDEO_DIR: Final = "miniscope"
 DEMO_EXTRACTION: Final = "cnmfe_results.mat"
 DEMO_EVENTS: Final = "events.csv"
 DEMO_LABELS: Final = "labels.csv"
-
-
-@dataclass(frozen=True)
-class SessionSpec:
-    """One session of a cohort, as a manifest describes it.
-
-    Parameters
-    ----------
-    cohort, animal, session
-        Names (usable as folder names).
-    stage
-        Experimental stage, e.g. ``"conditioning"``.
-    day
-        Day of the experiment.
-    video
-        The movie (folder or file, absolute), or ``None`` (see ``skip_video``).
-    extraction
-        Extraction results file or folder (absolute).
-    events
-        Behaviour events CSV, or ``None``.
-    labels
-        Curation labels file, or ``None``.
-    fps
-        Frame rate in Hz given by the manifest, or ``None`` to take it from the files.
-        With ``temporal_downsample`` N it is the rate of the longer (full-rate) series.
-    format
-        Extraction format (e.g. ``"cnmfe_mat"``), or ``None`` to detect it.
-    video_format
-        Video format (e.g. ``"tiff"``), or ``None`` to detect it.
-    video_dataset
-        Dataset or series inside an HDF5, ``.mat`` or NWB video, or ``None``.
-    temporal_downsample
-        Declared ratio between trace and video frame counts, or ``None``.
-    labels_format
-        Labels format, or ``None`` to detect it.
-    pixel_order
-        ``"F"`` or ``"C"``: pixel order of flat footprints, or ``None`` (format default).
-    skip_video
-        ``True`` when the manifest says ``video: none`` (no movie, not even the
-        extraction's own).
-    manifest
-        The manifest this session came from, if any (used in error messages).
-    line
-        Line of the session's entry in a CSV manifest (1 = header), or entry number
-        (1-based) in a YAML manifest; ``None`` if not from a manifest.
-    """
-
-    cohort: str
-    animal: str
-    session: str
-    stage: str
-    day: int
-    video: Path | None
-    extraction: Path
-    events: Path | None = None
-    labels: Path | None = None
-    fps: float | None = None
-    format: str | None = None
-    manifest: Path | None = None
-    line: int | None = None
-    video_format: str | None = None
-    video_dataset: str | None = None
-    temporal_downsample: int | None = None
-    labels_format: str | None = None
-    pixel_order: str | None = None
-    skip_video: bool = False
-
-    @property
-    def key(self) -> tuple[str, str, str]:
-        """``(cohort, animal, session)``."""
-        return (self.cohort, self.animal, self.session)
-
-    @property
-    def where(self) -> str:
-        """Where the entry is: ``"manifest.csv line 3"``, or ``""`` if not from a manifest."""
-        if self.manifest is None:
-            return ""
-        unit = "line" if self.manifest.suffix.lower() == ".csv" else "entry"
-        return f"{self.manifest} {unit} {self.line}" if self.line is not None else str(self.manifest)
-
-
-def check_spec_files(spec: SessionSpec) -> None:
-    """Check that every file a session names exists.
-
-    Raises
-    ------
-    ManifestError
-        If the session came from a manifest (names the manifest, line and column).
-    SessionNotFoundError
-        If the session was built directly (names the missing file).
-    """
-    for column in _PATH_COLUMNS:
-        path: Path | None = getattr(spec, column)
-        if path is None or path.exists():
-            continue
-        if spec.manifest is not None:
-            raise ManifestError(
-                f"{spec.where.removeprefix(str(spec.manifest)).strip()}: {column} file {path} does not exist",
-                path=spec.manifest,
-                field=column,
-                fix=f"correct the {column} path (relative paths are relative to the manifest's folder)",
-            )
-        raise SessionNotFoundError(
-            f"{column} of session {'/'.join(spec.key)} does not exist",
-            path=path,
-            field=column,
-            fix="check the path or copy the file there",
-        )
 
 
 def read_manifest(source: Path | str, *, check_files: bool = True) -> list[SessionSpec]:
@@ -406,11 +298,11 @@ def _make_spec(entry: dict[str, Any], *, manifest: Path, line: int) -> SessionSp
             )
     paths: dict[str, Path | None] = {}
     skip_video = False
-    for column in _PATH_COLUMNS:
-        value = text(column, required=column in REQUIRED_COLUMNS)
-        if column == "video" and value is not None and value.lower() in NO_VIDEO:
-            skip_video, value = True, None
-        paths[column] = None if value is None else _resolve(value, manifest.parent)
+    for column in PATH_COLUMNS:
+        path_text = text(column, required=column in REQUIRED_COLUMNS)
+        if column == "video" and path_text is not None and path_text.lower() in NO_VIDEO:
+            skip_video, path_text = True, None
+        paths[column] = None if path_text is None else _resolve(path_text, manifest.parent)
     fmt = text("format", required=False)
     options = _format_options(entry, text=text, fail=fail, manifest=manifest)
     video, extraction = paths["video"], paths["extraction"]
@@ -447,10 +339,6 @@ def _make_spec(entry: dict[str, Any], *, manifest: Path, line: int) -> SessionSp
 
 def _format_options(entry: dict[str, Any], *, text: Any, fail: Any, manifest: Path) -> dict[str, Any]:
     """Parse and check the optional format columns of one entry."""
-    from cellsift.pipeline.readers.extraction import normalise_extraction_format
-    from cellsift.pipeline.readers.labels import LABELS_FORMATS
-    from cellsift.pipeline.readers.video import normalise_video_format
-
     out: dict[str, Any] = {"video_dataset": text("video_dataset", required=False)}
     fmt = text("format", required=False)
     video_fmt = text("video_format", required=False)
@@ -518,10 +406,6 @@ def _check_unique(specs: list[SessionSpec]) -> None:
 # --------------------------------------------------------------------------- demo folder
 
 
-def _natural_key(text: str) -> list[Any]:
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", text)]
-
-
 def _read_folder(root: Path) -> list[SessionSpec]:
     for name in DEMO_MANIFESTS:
         manifest = root / name
@@ -534,14 +418,14 @@ def _read_folder(root: Path) -> list[SessionSpec]:
     except CellsiftError:
         cohort = re.sub(r"[^A-Za-z0-9._+-]", "_", cohort_name).lstrip("._+-") or "cohort"
     specs = []
-    for animal_dir in sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: _natural_key(p.name)):
+    for animal_dir in sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: natural_key(p.name)):
         session_dirs = sorted(
             (
                 p
                 for p in animal_dir.iterdir()
                 if p.is_dir() and (p / DEMO_VIDEO_DIR).is_dir() and (p / DEMO_EXTRACTION).is_file()
             ),
-            key=lambda p: _natural_key(p.name),
+            key=lambda p: natural_key(p.name),
         )
         for ordinal, session_dir in enumerate(session_dirs, start=1):
             try:

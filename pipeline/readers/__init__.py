@@ -1,7 +1,6 @@
-"""Readers of raw session files: the public facade.
+"""Readers of raw session files: one module per file format, one registry of formats.
 
-Two small interfaces keep ingest independent of file formats (one class per format,
-chosen by the manifest's ``format`` / ``video_format`` or detected from the files):
+Two small interfaces keep ingest independent of file formats:
 
 * :class:`VideoReader` — frame count, frame size, dtype, frame rate and timestamps
   known after opening (headers only); frames stream out of ``iter_blocks``, so a movie
@@ -15,8 +14,11 @@ chosen by the manifest's ``format`` / ``video_format`` or detected from the file
   picks one of :class:`CnmfeMatReader`, :class:`CaimanHdf5Reader`,
   :class:`MinianZarrReader`, :class:`Suite2pReader` and :class:`NwbExtractionReader`.
 
+Which format a path holds is decided in one place, the registry :data:`FORMATS` of
+:mod:`cellsift.pipeline.readers.formats` (detection, aliases, the files to hash).
 Curation labels files are read by :func:`read_labels_file`; the checks that compare an
-extraction with its video live in :mod:`cellsift.pipeline.readers.checks`.
+extraction with its video are :func:`check_frame_size`, :func:`frame_alignment` and the
+orientation check (:class:`PeakFrameCheck`, :func:`check_orientation`).
 
 Every problem with a file is raised as :class:`~cellsift.schemas.errors.InputFormatError`
 (content) or :class:`~cellsift.schemas.errors.SessionNotFoundError` (missing), naming the
@@ -25,58 +27,68 @@ file, the field and the fix; library exceptions never escape.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from cellsift.pipeline.readers.base import PIXEL_ORDERS, Extraction, ExtractionReader, UnitLabels, VideoReader
+from cellsift.pipeline.readers.caiman import CaimanHdf5Reader
 from cellsift.pipeline.readers.checks import (
     FrameAlignment,
-    PeakFrameCheck,
     check_frame_size,
-    check_orientation,
     frame_alignment,
-    image_orientation_scores,
     validate_extraction,
 )
-from cellsift.pipeline.readers.extraction import (
+from cellsift.pipeline.readers.cnmfe import CnmfeMatReader
+from cellsift.pipeline.readers.formats import (
     EXTRACTION_FORMATS,
-    CaimanHdf5Reader,
-    CnmfeMatReader,
-    MinianZarrReader,
-    NwbExtractionReader,
-    Suite2pReader,
-    detect_extraction_format,
-    list_extraction_files,
-    normalise_extraction_format,
-    open_extraction,
-)
-from cellsift.pipeline.readers.labels import LABELS_FORMATS, TRUTH_FILE, detect_labels_format, read_labels_file
-from cellsift.pipeline.readers.video import (
+    FORMATS,
     VIDEO_FORMATS,
-    Hdf5VideoReader,
-    MiniscopeAviReader,
-    NwbVideoReader,
-    Suite2pBinReader,
-    TiffStackReader,
-    _avi_layout,
+    Format,
+    detect_extraction_format,
     detect_video_format,
+    list_companion_video_files,
+    list_extraction_files,
     list_video_files,
+    normalise_extraction_format,
     normalise_video_format,
+    open_extraction,
     open_video,
-    parse_fps,
 )
+from cellsift.pipeline.readers.hdf5 import Hdf5VideoReader
+from cellsift.pipeline.readers.labels import (
+    LABELS_FORMATS,
+    detect_labels_format,
+    labels_rows,
+    read_labels_file,
+)
+from cellsift.pipeline.readers.minian import MinianZarrReader
+from cellsift.pipeline.readers.miniscope import MiniscopeAviReader
+from cellsift.pipeline.readers.miniscope_files import parse_fps
+from cellsift.pipeline.readers.nwb import NwbExtractionReader, NwbVideoReader
+from cellsift.pipeline.readers.orientation import PeakFrameCheck, check_orientation, image_orientation_scores
+from cellsift.pipeline.readers.suite2p import Suite2pBinReader, Suite2pReader
+from cellsift.pipeline.readers.tiff import TiffStackReader
 
 __all__ = [
+    # interfaces and data
     "VideoReader",
     "ExtractionReader",
     "Extraction",
     "UnitLabels",
     "PIXEL_ORDERS",
+    # the registry of formats
+    "Format",
+    "FORMATS",
     "VIDEO_FORMATS",
     "EXTRACTION_FORMATS",
-    "LABELS_FORMATS",
-    "TRUTH_FILE",
+    "detect_video_format",
+    "detect_extraction_format",
+    "normalise_video_format",
+    "normalise_extraction_format",
+    "open_video",
+    "open_extraction",
+    "list_video_files",
+    "list_extraction_files",
+    "list_companion_video_files",
+    # readers
     "MiniscopeAviReader",
-    "MiniscopeV4Reader",
     "TiffStackReader",
     "Hdf5VideoReader",
     "Suite2pBinReader",
@@ -86,17 +98,13 @@ __all__ = [
     "MinianZarrReader",
     "Suite2pReader",
     "NwbExtractionReader",
-    "open_video",
-    "open_extraction",
-    "detect_video_format",
-    "detect_extraction_format",
+    "parse_fps",
+    # labels
+    "LABELS_FORMATS",
     "detect_labels_format",
-    "normalise_video_format",
-    "normalise_extraction_format",
-    "list_video_files",
-    "list_extraction_files",
-    "video_files",
     "read_labels_file",
+    "labels_rows",
+    # checks
     "validate_extraction",
     "check_frame_size",
     "frame_alignment",
@@ -104,21 +112,4 @@ __all__ = [
     "PeakFrameCheck",
     "image_orientation_scores",
     "check_orientation",
-    "parse_fps",
 ]
-
-#: The reader of Miniscope folders (V4, V3 and any numbered AVI series), old name.
-MiniscopeV4Reader = MiniscopeAviReader
-_parse_fps = parse_fps
-
-
-def video_files(path: Path) -> tuple[list[Path], list[Path]]:
-    """AVI chunks and side files (timestamps, metadata) of a Miniscope video, without decoding.
-
-    Raises
-    ------
-    SessionNotFoundError, InputFormatError
-        Missing video or chunk.
-    """
-    chunks, extras, _ = _avi_layout(Path(path))
-    return chunks, extras

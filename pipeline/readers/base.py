@@ -28,7 +28,7 @@ from typing import Any, Final, Protocol, runtime_checkable
 import numpy as np
 import scipy.sparse as sp
 
-from cellsift.schemas.errors import InputFormatError, SessionNotFoundError
+from cellsift.schemas import InputFormatError, ParameterError, SessionNotFoundError
 
 logger = logging.getLogger(__name__)
 
@@ -128,7 +128,11 @@ class UnitLabels:
 
     def __post_init__(self) -> None:
         if len(self.labels) != len(self.unit_ids):
-            raise ValueError("one label per unit id")
+            raise ParameterError(
+                f"{len(self.labels)} labels for {len(self.unit_ids)} unit ids",
+                field="labels",
+                fix="give one label per unit id",
+            )
         if not self.reasons:
             object.__setattr__(self, "reasons", (None,) * len(self.labels))
 
@@ -433,7 +437,11 @@ def blocks_from_array(
         Applied to each block (e.g. a dtype conversion), or ``None``.
     """
     if n_frames < 1:
-        raise ValueError(f"n_frames must be >= 1, got {n_frames}")
+        raise ParameterError(
+            f"n_frames must be >= 1, got {n_frames}",
+            field="n_frames",
+            fix="read at least one frame per block",
+        )
     total = int(array.shape[0])
     for start in range(0, total, n_frames):
         block = np.array(array[start : min(start + n_frames, total)])

@@ -39,16 +39,22 @@ from typing import Any, Final
 import numpy as np
 import scipy.sparse as sp
 
-from cellsift.schemas.errors import InputFormatError
-
 from cellsift.pipeline.readers.base import LABEL_VALUES, Extraction, UnitLabels, one_line
+from cellsift.pipeline.readers.cnmfe import CnmfeMatReader
+from cellsift.schemas import TRUTH_FILE, InputFormatError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LABELS_FORMATS", "TRUTH_FILE", "detect_labels_format", "read_labels_file", "match_before_after"]
+__all__ = [
+    "LABELS_FORMATS",
+    "check_label_ids",
+    "detect_labels_format",
+    "labels_rows",
+    "match_before_after",
+    "read_labels_file",
+]
 
 LABELS_FORMATS: Final = ("csv", "cohort_csv", "inscopix_status", "cnmfe_deleted", "cnmfe_pair")
-TRUTH_FILE: Final = "truth.json"
 _GOOD: Final = {"good", "1", "true", "yes", "keep", "kept", "accepted", "accept", "cell"}
 _BAD: Final = {"bad", "0", "false", "no", "exclude", "excluded", "rejected", "reject", "not_cell", "artifact"}
 _DELETED_COLUMNS: Final = ("deleted_id", "deleted_unit_id", "deleted_ids", "deleted")
@@ -359,8 +365,6 @@ def read_labels_file(
     elif name == "cnmfe_deleted":
         labels = _deleted_csv(path, ext.unit_ids)
     else:
-        from cellsift.pipeline.readers.extraction import CnmfeMatReader
-
         labels = match_before_after(ext, CnmfeMatReader(path).read(), path=path)
     if labels is None:
         return None

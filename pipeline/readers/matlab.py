@@ -26,9 +26,8 @@ from typing import Any, Final
 import numpy as np
 import scipy.sparse as sp
 
-from cellsift.schemas.errors import InputFormatError
-
 from cellsift.pipeline.readers.base import one_line
+from cellsift.schemas import InputFormatError
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,7 @@
 """Behaviour protocol and neural activity of one simulated session.
 
-Every neuron is an AdEx neuron (:mod:`cellsift.pipeline.sim.adex`) driven by a noisy
+Every neuron is an AdEx neuron (:mod:`cellsift.pipeline.sim.adex`,
+:mod:`cellsift.pipeline.sim.spiking`) driven by a noisy
 sub-threshold current, spontaneous up-states (shared within assemblies), tone- and
 shock-evoked input; spikes become calcium through a double-exponential indicator
 kernel and a saturating dF/F. The session also gets its background dynamics, rigid
@@ -18,8 +19,9 @@ import numpy as np
 from scipy import ndimage
 from scipy.signal import lfilter
 
-from cellsift.pipeline.sim.adex import DriveSpec, adex_param_arrays, class_rheobase_pa, simulate_spike_counts
+from cellsift.pipeline.sim.adex import adex_param_arrays, class_rheobase_pa
 from cellsift.pipeline.sim.population import Neuron, Population
+from cellsift.pipeline.sim.spiking import DriveSpec, simulate_spike_counts
 
 __all__ = [
     "TONE_TYPES",
@@ -132,7 +134,9 @@ def make_protocol(rng: np.random.Generator, *, duration_s: float, shocks: bool) 
             t += tone_s
     on_a = np.round(np.asarray(on, dtype=np.float64), 3)
     off_a = np.round(np.asarray(off, dtype=np.float64), 3)
-    idx = np.lexsort((np.array([n == "shock" for n in names], dtype=int), on_a)) if names else np.zeros(0, int)
+    idx = (
+        np.lexsort((np.array([n == "shock" for n in names], dtype=int), on_a)) if names else np.zeros(0, int)
+    )
     return Protocol(
         duration_s=float(duration_s),
         names=tuple(names[i] for i in idx),
@@ -144,7 +148,9 @@ def make_protocol(rng: np.random.Generator, *, duration_s: float, shocks: bool) 
 # --------------------------------------------------------------------------- activity
 
 
-def calcium_kernel_ar(tau_rise_s: float, tau_decay_s: float, fps: float) -> tuple[np.ndarray, np.ndarray, float]:
+def calcium_kernel_ar(
+    tau_rise_s: float, tau_decay_s: float, fps: float
+) -> tuple[np.ndarray, np.ndarray, float]:
     """IIR filter of a double-exponential calcium kernel sampled at the frame rate.
 
     A spike at a uniformly random time within frame ``t`` gives, on average, the kernel
@@ -372,7 +378,9 @@ def _background_dynamics(
     n_bg = len(pop.bg_blobs)
     bg_t = np.empty((n_bg + 1, n_frames))
     for k in range(n_bg):
-        bg_t[k] = 1.0 + 0.035 * _ou(rng, n_frames, rng.uniform(5.0, 15.0) * fps) + 0.3 * (popact - popact.mean())
+        bg_t[k] = (
+            1.0 + 0.035 * _ou(rng, n_frames, rng.uniform(5.0, 15.0) * fps) + 0.3 * (popact - popact.mean())
+        )
     bg_t[n_bg] = 1.0 + 0.03 * _ou(rng, n_frames, 3.0 * fps) + 1.5 * (popact - popact.mean())
     return popact, bg_t
 

@@ -69,7 +69,9 @@ def no_transients_units(ctx: ExtractionContext, n: int) -> list[Unit]:
             kind, tc, src = "ghost", None, None
         else:
             y, x = rng.uniform(2, h - 3), rng.uniform(2, w - 3)
-            fp = perturb_footprint(render_blob(ctx.soma_blob(y, x, rng.uniform(8, 14)), h, w) * tv, rng, shape)
+            fp = perturb_footprint(
+                render_blob(ctx.soma_blob(y, x, rng.uniform(8, 14)), h, w) * tv, rng, shape
+            )
             kind, tc, src = "ghost", None, None
         tr = ctx.kernel_like(src)
         arts.append(

@@ -81,7 +81,9 @@ def borrowed_units(ctx: ExtractionContext, n: int) -> list[Unit]:
         fp = _touching_footprint(ctx, j) if j is not None else None
         if fp is None:  # no room: a soma-like blob anywhere, borrowing from the closest cell
             y, x = rng.uniform(2, h - 3), rng.uniform(2, w - 3)
-            fp = perturb_footprint(render_blob(ctx.soma_blob(y, x, rng.uniform(8, 14)), h, w) * tv, rng, shape)
+            fp = perturb_footprint(
+                render_blob(ctx.soma_blob(y, x, rng.uniform(8, 14)), h, w) * tv, rng, shape
+            )
             if ctx.good_cells:
                 j = min(ctx.good_cells, key=lambda k: math.hypot(cy[k] - y, cx[k] - x))
         mix = ctx.crosstalk(fp, (0.1, 0.4), exclude=(j,) if j is not None else ())

@@ -31,7 +31,15 @@ from typing import Final
 import numpy as np
 import pandas as pd
 
-__all__ = ["FREEZING_HEADER", "FREEZING_FILE", "freezing_probability", "simulate_freezing", "write_freezing_csv"]
+from cellsift.schemas import ParameterError
+
+__all__ = [
+    "FREEZING_HEADER",
+    "FREEZING_FILE",
+    "freezing_probability",
+    "simulate_freezing",
+    "write_freezing_csv",
+]
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +97,11 @@ def freezing_probability(events: pd.DataFrame, *, n_frames: int, fps: float, sta
     mean_plus = 0.5 * (first + last)
     for k, i in enumerate(minus):
         frac = k / (len(minus) - 1) if len(minus) > 1 else 1.0
-        level = cs_minus_ratio * (first + (last - first) * frac) if stage == "conditioning" else cs_minus_ratio * mean_plus
+        level = (
+            cs_minus_ratio * (first + (last - first) * frac)
+            if stage == "conditioning"
+            else cs_minus_ratio * mean_plus
+        )
         m = (t >= on[i]) & (t < off[i])
         p[m] = np.maximum(p[m], max(level, _BASELINE))
     in_tone = np.zeros(n_frames, dtype=bool)
@@ -133,16 +145,20 @@ def simulate_freezing(
 
     Raises
     ------
-    ValueError
+    ParameterError
         If ``n_frames < 1``, ``fps <= 0`` or ``events`` lacks a column.
     """
     if n_frames < 1:
-        raise ValueError(f"n_frames must be >= 1, got {n_frames}")
+        raise ParameterError(f"n_frames must be >= 1, got {n_frames}", field="n_frames")
     if not (math.isfinite(fps) and fps > 0):
-        raise ValueError(f"fps must be > 0, got {fps}")
+        raise ParameterError(f"fps must be > 0, got {fps}", field="fps")
     missing = {"event", "onset_s", "offset_s"} - set(events.columns)
     if missing:
-        raise ValueError(f"events lack column(s) {sorted(missing)}")
+        raise ParameterError(
+            f"events lack column(s) {sorted(missing)}",
+            field="events",
+            fix="pass columns event, onset_s, offset_s",
+        )
     p = freezing_probability(events, n_frames=n_frames, fps=fps, stage=stage)
     out = np.zeros(n_frames, dtype=bool)
     min_freeze = max(1, math.ceil(_MIN_FREEZE_S * fps))
@@ -185,16 +201,26 @@ def write_freezing_csv(path: str | Path, freezing: np.ndarray, fps: float) -> Pa
     -------
     pathlib.Path
         ``path``.
+
+    Raises
+    ------
+    ParameterError
+        If ``fps`` is not a positive number.
     """
     path = Path(path)
     values = np.asarray(freezing, dtype=bool).ravel()
     if not (math.isfinite(fps) and fps > 0):
-        raise ValueError(f"fps must be > 0, got {fps}")
+        raise ParameterError(f"fps must be > 0, got {fps}", field="fps")
     lines = [",".join(FREEZING_HEADER)]
     lines.extend(f"{i},{i / fps:.3f},{int(v)}" for i, v in enumerate(values))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
     os.replace(tmp, path)
-    log.debug("wrote %s (%d frames, %.0f%% freezing)", path, values.size, 100.0 * values.mean() if values.size else 0)
+    log.debug(
+        "wrote %s (%d frames, %.0f%% freezing)",
+        path,
+        values.size,
+        100.0 * values.mean() if values.size else 0,
+    )
     return path

@@ -139,7 +139,9 @@ class ExtractionContext:
         return int(seq[int(self.rng.integers(len(seq)))])
 
 
-def make_context(pop: Population, scene: Scene, activity: Activity, rng: np.random.Generator) -> ExtractionContext:
+def make_context(
+    pop: Population, scene: Scene, activity: Activity, rng: np.random.Generator
+) -> ExtractionContext:
     """Effective images, signals and geometry of a session (no random draws).
 
     Parameters

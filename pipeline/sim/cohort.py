@@ -53,7 +53,7 @@ from cellsift.pipeline.sim.config import SimulationConfig, animal_name
 from cellsift.pipeline.sim.population import make_population
 from cellsift.pipeline.sim.session import SessionTask, simulate_session
 from cellsift.pipeline.sim.writers import MANIFEST_HEADER, write_csv
-from cellsift.schemas.errors import ParameterError
+from cellsift.schemas import ParameterError
 
 __all__ = ["MANIFEST_NAME", "simulate_cohort"]
 

@@ -8,7 +8,7 @@ from typing import Final
 
 import numpy as np
 
-from cellsift.schemas.errors import ParameterError
+from cellsift.schemas import ParameterError
 
 __all__ = ["SimulationConfig", "animal_name", "session_name"]
 
@@ -132,7 +132,9 @@ class SimulationConfig:
         for name, lo, hi in _INT_SETTINGS:
             object.__setattr__(self, name, _check_int(name, getattr(self, name), lo, hi))
         for rname, rlo, rhi, lo_open in _REAL_SETTINGS:
-            object.__setattr__(self, rname, _check_real(rname, getattr(self, rname), rlo, rhi, lo_open=lo_open))
+            object.__setattr__(
+                self, rname, _check_real(rname, getattr(self, rname), rlo, rhi, lo_open=lo_open)
+            )
         if not (isinstance(self.cohort, str) and _NAME_RE.match(self.cohort)):
             raise ParameterError(
                 f"cohort must be a name of letters, digits, '_', '-' or '.', got {self.cohort!r}",

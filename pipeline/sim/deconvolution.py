@@ -13,7 +13,7 @@ from typing import Final
 import numpy as np
 from scipy import fft as sfft
 
-from cellsift.schemas.errors import ParameterError
+from cellsift.schemas import ParameterError
 
 __all__ = ["NOISE_MAD_SCALE", "deconvolve"]
 
@@ -99,7 +99,12 @@ def deconvolve(
         for u0 in range(0, n_units, chunk):
             u1 = min(n_units, u0 + chunk)
             c[u0:u1], s[u0:u1] = deconvolve(
-                c_raw[u0:u1], taus[u0:u1], fps=fps, noise_sd=noise_sd[u0:u1], threshold=threshold, n_rounds=n_rounds
+                c_raw[u0:u1],
+                taus[u0:u1],
+                fps=fps,
+                noise_sd=noise_sd[u0:u1],
+                threshold=threshold,
+                n_rounds=n_rounds,
             )
         return c, s
     nfft = sfft.next_fast_len(2 * n_frames)

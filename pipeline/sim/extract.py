@@ -117,7 +117,20 @@ class Extraction:
 
 
 def choose_counts(rng: np.random.Generator, n_art: int) -> dict[str, int]:
-    """Artifacts per reason: largest remainder, at least one of each when possible."""
+    """Number of artifacts per reason: at least one of each when possible, the rest multinomial.
+
+    Parameters
+    ----------
+    rng
+        Random generator of the extraction.
+    n_art
+        Total number of artifacts.
+
+    Returns
+    -------
+    dict of str to int
+        Artifacts per reason of :data:`REASON_SHARE` (in its order), summing to ``n_art``.
+    """
     reasons = list(REASON_SHARE)
     share = np.array([REASON_SHARE[r] for r in reasons])
     counts = np.zeros(len(reasons), dtype=int)
@@ -126,7 +139,7 @@ def choose_counts(rng: np.random.Generator, n_art: int) -> dict[str, int]:
     rest = n_art - counts.sum()
     if rest > 0:
         counts += rng.multinomial(rest, share / share.sum())
-    return dict(zip(reasons, counts.tolist()))
+    return dict(zip(reasons, counts.tolist(), strict=True))
 
 
 def extract_units(

@@ -97,7 +97,20 @@ class Unit:
 
 
 def footprint_matrix(units: list[Unit], n_pixels: int) -> sp.csr_matrix:
-    """Footprints as sparse rows ``(K, n_pixels)``, row-major pixels."""
+    """Footprints of ``units`` as sparse rows ``(K, n_pixels)`` CSR, row-major pixels.
+
+    Parameters
+    ----------
+    units
+        The units.
+    n_pixels
+        Pixels per frame.
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix
+        Row ``k`` is the footprint of ``units[k]`` (float64).
+    """
     indptr = np.concatenate([[0], np.cumsum([u.pixels.size for u in units])]).astype(np.int64)
     indices = np.concatenate([u.pixels for u in units]) if units else np.zeros(0, np.int64)
     data = np.concatenate([u.values for u in units]) if units else np.zeros(0)
@@ -116,7 +129,9 @@ def overlap_fraction(a: np.ndarray, b: np.ndarray) -> float:
     return float((sa & sb).sum()) / n if n else 0.0
 
 
-def perturb_footprint(img: np.ndarray, rng: np.random.Generator, shape: tuple[int, int], *, noise: float = 0.08) -> np.ndarray:
+def perturb_footprint(
+    img: np.ndarray, rng: np.random.Generator, shape: tuple[int, int], *, noise: float = 0.08
+) -> np.ndarray:
     """A CNMF-E-ish estimate of a footprint: multiplicative noise, trimmed, unit norm.
 
     Parameters

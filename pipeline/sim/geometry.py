@@ -196,12 +196,42 @@ def streak_image(
 
 
 def patch_to_flat(y0: int, x0: int, patch: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """Flat (row-major) pixel indices and values of the non-zero pixels of a patch."""
+    """Flat (row-major) pixel indices and values of the non-zero pixels of a patch.
+
+    Parameters
+    ----------
+    y0, x0
+        Top-left corner of the patch in the frame (px).
+    patch
+        The patch, e.g. from :func:`blob_image`.
+    width
+        Frame width (px).
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(indices, values)``: pixel indices ``y * width + x`` and the patch values there.
+    """
     iy, ix = np.nonzero(patch)
     return (iy + y0) * width + (ix + x0), patch[iy, ix]
 
 
 def smooth_field(rng: np.random.Generator, shape: tuple[int, int], sigma_px: float) -> np.ndarray:
-    """Unit-SD smooth Gaussian random field."""
+    """Unit-SD smooth Gaussian random field.
+
+    Parameters
+    ----------
+    rng
+        Random generator (one standard-normal draw per pixel).
+    shape
+        ``(height, width)`` (px).
+    sigma_px
+        SD of the Gaussian smoothing (px).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``shape`` float64, SD 1.
+    """
     f = ndimage.gaussian_filter(rng.standard_normal(shape), sigma_px, mode="reflect")
     return f / (f.std() + 1e-12)

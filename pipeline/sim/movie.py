@@ -434,7 +434,7 @@ class ProjectionStats:
             ((slice(None, -1), slice(None, -1)), (slice(1, None), slice(1, None))),
             ((slice(None, -1), slice(1, None)), (slice(1, None), slice(None, -1))),
         ]
-        for sxy, (a, b) in zip(self.sxy, pairs):
+        for sxy, (a, b) in zip(self.sxy, pairs, strict=True):
             c = corr(sxy, a, b)
             acc[a] += c
             cnt[a] += 1

@@ -210,7 +210,9 @@ def _draw_assemblies(rng: np.random.Generator, centres: list[tuple[float, float]
             d = np.hypot(cy_all[free] - cy_all[seed_cell], cx_all[free] - cx_all[seed_cell])
             members = free[np.argsort(d)[:size]]
         else:
-            members = np.concatenate([[seed_cell], rng.choice(free[free != seed_cell], size - 1, replace=False)])
+            members = np.concatenate(
+                [[seed_cell], rng.choice(free[free != seed_cell], size - 1, replace=False)]
+            )
         assembly[members] = k
     return assembly
 
@@ -285,7 +287,9 @@ def _out_of_focus_neurons(
         cy = rng.uniform(0, height - 1)
         cx = rng.uniform(0, width - 1)
         sig = float(rng.uniform(5.0, 8.5))
-        blob = Blob(cy, cx, sig * 1.1, sig / 1.1, float(rng.uniform(0, math.pi)), 0.1, int(rng.integers(0, 2**31 - 1)))
+        blob = Blob(
+            cy, cx, sig * 1.1, sig / 1.1, float(rng.uniform(0, math.pi)), 0.1, int(rng.integers(0, 2**31 - 1))
+        )
         bright = float(np.clip(rng.lognormal(np.log(6.0), 0.35), 2.5, 14.0))
         kw = _draw_common(rng, first_index + j, False, blob, bright)
         neurons.append(Neuron(**kw, assembly=-1))
@@ -303,7 +307,11 @@ def _draw_spots(
     n_spots = max(2, int(round(0.15 * len(centres))))
     spot_d = rng.uniform(8.0, 13.0, n_spots)
     spot_c = _place_blobs(
-        rng, spot_d / 2.0, height, width, touch_prob=0.0,
+        rng,
+        spot_d / 2.0,
+        height,
+        width,
+        touch_prob=0.0,
         avoid=[(c[0], c[1], d / 2.0) for c, d in zip(centres, diam, strict=True)],
     )
     return tuple(
@@ -322,8 +330,15 @@ def _draw_vessels(rng: np.random.Generator, height: int, width: int) -> tuple[tu
         ang = (0.0 if side else math.pi / 2) + float(rng.normal(0, 0.35))
         vessels.append(
             (
-                Streak(y0, x0, ang, float(math.hypot(height, width)), float(rng.uniform(1.5, 3.0)),
-                       float(rng.uniform(-0.15, 0.15)), 0.0),
+                Streak(
+                    y0,
+                    x0,
+                    ang,
+                    float(math.hypot(height, width)),
+                    float(rng.uniform(1.5, 3.0)),
+                    float(rng.uniform(-0.15, 0.15)),
+                    0.0,
+                ),
                 float(rng.uniform(0.12, 0.3)),
             )
         )

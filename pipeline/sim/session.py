@@ -38,7 +38,7 @@ from cellsift.pipeline.sim.writers import (
     write_miniscope_metadata,
     write_timestamps,
 )
-from cellsift.schemas.files import TRUTH_FILE
+from cellsift.schemas import TRUTH_FILE
 
 __all__ = ["FRAMES_PER_FILE", "TRUTH_SCHEMA", "SessionTask", "simulate_session"]
 
@@ -84,7 +84,9 @@ class SessionTask:
     seed: np.random.SeedSequence
 
 
-def _unit_record(unit: Unit, uid: int, pop: Population, n_spk: np.ndarray, shape: tuple[int, int]) -> dict[str, Any]:
+def _unit_record(
+    unit: Unit, uid: int, pop: Population, n_spk: np.ndarray, shape: tuple[int, int]
+) -> dict[str, Any]:
     fp = unit.dense_footprint().reshape(shape)
     support = fp > 0
     ys, xs = np.nonzero(support)
@@ -97,7 +99,9 @@ def _unit_record(unit: Unit, uid: int, pop: Population, n_spk: np.ndarray, shape
         "true_cell": unit.true_cell,
         "source_cell": unit.source_cell,
         "area_px": int(support.sum()),
-        "centroid_yx": [float((ys * wgt).sum() / wgt.sum()), float((xs * wgt).sum() / wgt.sum())] if wgt.size else None,
+        "centroid_yx": [float((ys * wgt).sum() / wgt.sum()), float((xs * wgt).sum() / wgt.sum())]
+        if wgt.size
+        else None,
         "peak_yx": [int(v) for v in np.unravel_index(int(np.argmax(fp)), shape)],
     }
     if unit.true_cell is not None:
@@ -150,8 +154,15 @@ def simulate_session(task: SessionTask) -> dict[str, Any]:
 def _start_time(task: SessionTask) -> dict[str, int]:
     """A plausible, deterministic ``recordingStartTime``: one session a day from 4 March 2024."""
     start = datetime(2024, 3, 4, 9) + timedelta(days=task.day - 1, hours=int(task.animal[1:]) % 9)
-    return {"year": start.year, "month": start.month, "day": start.day, "hour": start.hour,
-            "minute": 0, "second": 0, "msec": 0}
+    return {
+        "year": start.year,
+        "month": start.month,
+        "day": start.day,
+        "hour": start.hour,
+        "minute": 0,
+        "second": 0,
+        "msec": 0,
+    }
 
 
 def _write_movie(
@@ -167,7 +178,12 @@ def _write_movie(
     stats = ProjectionStats(cfg.height, cfg.width)
     block = max(1, min(500, _BLOCK_PIXELS // (cfg.height * cfg.width)))
     with MiniscopeWriter(
-        scope, height=cfg.height, width=cfg.width, fps=cfg.fps, codec=cfg.video_codec, frames_per_file=FRAMES_PER_FILE
+        scope,
+        height=cfg.height,
+        width=cfg.width,
+        fps=cfg.fps,
+        codec=cfg.video_codec,
+        frames_per_file=FRAMES_PER_FILE,
     ) as writer:
         for frames in render_movie(task.population, scene, activity, r_movie, block_frames=block):
             writer.write(frames)
@@ -187,7 +203,9 @@ def _write_movie(
     return stats.results()
 
 
-def _write_extraction(folder: Path, cfg: SimulationConfig, pop: Population, ext: Extraction, images: dict[str, np.ndarray]) -> None:
+def _write_extraction(
+    folder: Path, cfg: SimulationConfig, pop: Population, ext: Extraction, images: dict[str, np.ndarray]
+) -> None:
     """Write ``cnmfe_results.mat`` and ``labels.csv``."""
     gsig = float(np.median([nr.blob.diameter_px for nr in pop.neurons[: pop.n_in_focus]]) / 4.0)
     write_cnmfe_mat(
@@ -204,7 +222,11 @@ def _write_extraction(folder: Path, cfg: SimulationConfig, pop: Population, ext:
         PNR=images["PNR"],
         extra_options={"gSig": round(gsig), "gSiz": 4 * round(gsig) + 1, "Fs": float(cfg.fps)},
     )
-    write_csv(folder / "labels.csv", LABELS_HEADER, [(int(i), u.label, u.reason) for i, u in zip(ext.ids, ext.units, strict=True)])
+    write_csv(
+        folder / "labels.csv",
+        LABELS_HEADER,
+        [(int(i), u.label, u.reason) for i, u in zip(ext.ids, ext.units, strict=True)],
+    )
 
 
 def _write_behaviour(
@@ -214,7 +236,10 @@ def _write_behaviour(
     write_csv(
         folder / "events.csv",
         EVENTS_HEADER,
-        [(n, f"{a:.3f}", f"{b:.3f}") for n, a, b in zip(protocol.names, protocol.onset_s, protocol.offset_s, strict=True)],
+        [
+            (n, f"{a:.3f}", f"{b:.3f}")
+            for n, a, b in zip(protocol.names, protocol.onset_s, protocol.offset_s, strict=True)
+        ],
     )
     events = pd.DataFrame(
         {"event": list(protocol.names), "onset_s": protocol.onset_s, "offset_s": protocol.offset_s}
@@ -223,9 +248,7 @@ def _write_behaviour(
     write_freezing_csv(folder / FREEZING_FILE, freezing, cfg.fps)
 
 
-def _truth(
-    task: SessionTask, activity: Activity, ext: Extraction, fov: tuple[float, ...]
-) -> dict[str, Any]:
+def _truth(task: SessionTask, activity: Activity, ext: Extraction, fov: tuple[float, ...]) -> dict[str, Any]:
     """The session's ``truth.json``: every unit and every simulated cell."""
     cfg = task.config
     pop = task.population
@@ -306,9 +329,7 @@ def _simulate_session_inner(task: SessionTask) -> dict[str, Any]:
 
     n_good = sum(u.label == "good" for u in ext.units)
     dt = time.perf_counter() - t0
-    summary = (
-        f"{rel.as_posix()}: {cfg.n_frames} frames, {n_good} cells + {len(ext.units) - n_good} artifacts ({dt:.1f} s)"
-    )
+    summary = f"{rel.as_posix()}: {cfg.n_frames} frames, {n_good} cells + {len(ext.units) - n_good} artifacts ({dt:.1f} s)"
     log.info("simulated %s", summary)
     row = (
         cfg.cohort,

@@ -29,6 +29,8 @@ import numpy as np
 import scipy.io
 import scipy.sparse as sp
 
+from cellsift.schemas import ParameterError
+
 __all__ = [
     "TIMESTAMP_HEADER",
     "LABELS_HEADER",
@@ -48,7 +50,16 @@ TIMESTAMP_HEADER: Final = ("Frame Number", "Time Stamp (ms)", "Buffer Index")
 LABELS_HEADER: Final = ("unit_id", "label", "reason")
 EVENTS_HEADER: Final = ("event", "onset_s", "offset_s")
 MANIFEST_HEADER: Final = (
-    "cohort", "animal", "session", "stage", "day", "video", "extraction", "events", "labels", "fps",
+    "cohort",
+    "animal",
+    "session",
+    "stage",
+    "day",
+    "video",
+    "extraction",
+    "events",
+    "labels",
+    "fps",
 )
 
 #: PyAV codec name, pixel format, fourcc and metaData ``compression`` per video codec.
@@ -78,7 +89,7 @@ class MiniscopeWriter:
 
     Raises
     ------
-    ValueError
+    ParameterError
         On an unknown codec or a bad size.
     """
 
@@ -93,9 +104,11 @@ class MiniscopeWriter:
         frames_per_file: int = 1000,
     ) -> None:
         if codec not in _CODECS:
-            raise ValueError(f"video codec must be one of {sorted(_CODECS)}, got {codec!r}")
+            raise ParameterError(
+                f"video codec must be one of {sorted(_CODECS)}, got {codec!r}", field="codec"
+            )
         if height < 1 or width < 1 or frames_per_file < 1:
-            raise ValueError("height, width and frames_per_file must be >= 1")
+            raise ParameterError("height, width and frames_per_file must be >= 1", field="frames_per_file")
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.height, self.width, self.fps = height, width, fps
@@ -134,13 +147,14 @@ class MiniscopeWriter:
 
         Raises
         ------
-        ValueError
+        ParameterError
             On a wrong dtype or shape.
         """
         frames = np.asarray(frames)
         if frames.dtype != np.uint8 or frames.ndim != 3 or frames.shape[1:] != (self.height, self.width):
-            raise ValueError(
-                f"frames must be uint8 (n, {self.height}, {self.width}), got {frames.dtype} {frames.shape}"
+            raise ParameterError(
+                f"frames must be uint8 (n, {self.height}, {self.width}), got {frames.dtype} {frames.shape}",
+                field="frames",
             )
         for frame in frames:
             if self._container is None or self._in_file >= self.frames_per_file:
@@ -297,17 +311,17 @@ def write_cnmfe_mat(
 
     Raises
     ------
-    ValueError
+    ParameterError
         On inconsistent shapes.
     """
     k = A.shape[1]
     if A.shape[0] != height * width:
-        raise ValueError(f"A has {A.shape[0]} rows, expected height*width = {height * width}")
+        raise ParameterError(f"A has {A.shape[0]} rows, expected height*width = {height * width}", field="A")
     for name, arr in (("C", C), ("C_raw", C_raw), ("S", S)):
         if arr.shape[0] != k:
-            raise ValueError(f"{name} has {arr.shape[0]} rows, expected K = {k}")
+            raise ParameterError(f"{name} has {arr.shape[0]} rows, expected K = {k}", field=name)
     if np.shape(ids) != (k,):
-        raise ValueError(f"ids must have shape ({k},), got {np.shape(ids)}")
+        raise ParameterError(f"ids must have shape ({k},), got {np.shape(ids)}", field="ids")
     options: dict[str, Any] = {"d1": float(height), "d2": float(width)}
     options.update(dict(extra_options or {}))
     results: dict[str, Any] = {

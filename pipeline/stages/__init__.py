@@ -16,7 +16,12 @@ from cellsift.pipeline.stages.clips import (
     crop_neighbour_masks,
     extract_clips,
 )
-from cellsift.pipeline.stages.features import SPATIAL_FEATURE_NAMES, SpatialParams, spatial_features
+from cellsift.pipeline.stages.features import (
+    SPATIAL_FEATURE_NAMES,
+    SpatialParams,
+    session_features,
+    spatial_features,
+)
 from cellsift.pipeline.stages.footprints import (
     SHAPE_FEATURE_NAMES,
     binarize,
@@ -37,6 +42,7 @@ from cellsift.pipeline.stages.run import RunSummary, plan_run, run_pipeline
 from cellsift.pipeline.stages.transients import (
     TransientParams,
     TransientResult,
+    detect_all,
     detect_transients,
     robust_noise_sd,
 )
@@ -58,6 +64,7 @@ __all__ = [
     "compute_overlap",
     "crop_footprints",
     "crop_neighbour_masks",
+    "detect_all",
     "detect_transients",
     "extract_clips",
     "footprints_to_sparse",
@@ -67,5 +74,6 @@ __all__ = [
     "robust_noise_sd",
     "run_pipeline",
     "shape_features",
+    "session_features",
     "spatial_features",
 ]

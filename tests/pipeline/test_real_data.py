@@ -123,7 +123,7 @@ def test_real_sessions_are_classified_by_the_shipped_model(real_lake: tuple[Path
     CNMF-E neuron (scored by the ensemble's table-only model) are both classified."""
     from distributed import Client, LocalCluster
 
-    from cellsift.pipeline.classify.apply import classify_lake
+    from cellsift.pipeline.classify import classify_lake
     from cellsift.pipeline.stages import run_pipeline
 
     lake, _ = real_lake

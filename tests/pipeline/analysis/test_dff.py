@@ -13,7 +13,7 @@ from cellsift.pipeline.analysis.dff import (
     robust_noise_sd_rows,
     running_percentile,
 )
-from cellsift.schemas.errors import InputFormatError
+from cellsift.schemas import InputFormatError, ParameterError
 
 FPS = 20.0
 
@@ -105,5 +105,5 @@ def test_compute_dff_fallbacks_and_errors():
         compute_dff(bad, fps=FPS, f_ref=None, method="")
     with pytest.raises(InputFormatError, match="f_ref"):
         compute_dff(c_raw, fps=FPS, f_ref=np.ones(2), method="movie_p10")
-    with pytest.raises(InputFormatError):
+    with pytest.raises(ParameterError):
         DffParams(baseline_percentile=120)

@@ -31,8 +31,10 @@ import cellsift
 from cellsift.catalog.atomic import write_parquet_atomic
 from cellsift.catalog.layout import LakeLayout
 from cellsift.catalog.store import Catalog, SessionRecord
-from cellsift.pipeline.analysis.tables import AnalysisParams, RegistrationParams, build_analysis_tables, estimate_shift
-from cellsift.pipeline.analysis.events import AlignParams
+from cellsift.pipeline.analysis.params import AnalysisParams, RegistrationParams
+from cellsift.pipeline.analysis.registration import estimate_shift
+from cellsift.pipeline.analysis.tables import build_analysis_tables
+from cellsift.pipeline.analysis.clock import AlignParams
 from cellsift.pipeline.analysis.report import README_QUERY
 from cellsift.pipeline.sim.behaviour import simulate_freezing, write_freezing_csv
 from cellsift.schemas.analysis_tables import ANALYSIS_TABLES

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from cellsift.pipeline.classify.clip_prep import prepare_clips
 from cellsift.pipeline.classify.clip_summary import CLIP_SUMMARY_FEATURES, clip_summary_features
-from cellsift.pipeline.classify.clip_model import prepare_clips
-
-from tests.pipeline.classify.test_models import _raw_clips
+from tests.pipeline.classify.synthetic import raw_clips
 
 
 def _prepared(good: np.ndarray, seed: int = 0):
-    clips, footprint, neighbour, valid = _raw_clips(good, np.random.default_rng(seed), k=3)
+    clips, footprint, neighbour, valid = raw_clips(good, np.random.default_rng(seed), k=3)
     return prepare_clips(clips, footprint, neighbour, valid, n_before=10, model_crop=16, pool=1)
 
 

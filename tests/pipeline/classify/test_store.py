@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cellsift.pipeline.classify.card import FEATURE_VERSION, ModelCard
 from cellsift.pipeline.classify.feature_model import FeatureClassifier, FeatureModelConfig
-from cellsift.pipeline.classify.base import FEATURE_VERSION, ModelCard
 from cellsift.pipeline.classify.store import (
     DEFAULT_MODEL_DIR,
     list_models,
@@ -19,8 +19,7 @@ from cellsift.pipeline.classify.store import (
     resolve_model,
 )
 from cellsift.schemas.errors import LakeError, ModelMismatchError
-
-from tests.pipeline.classify.test_models import synthetic_cells
+from tests.pipeline.classify.synthetic import synthetic_cells
 
 
 @pytest.fixture()
@@ -46,7 +45,9 @@ def test_register_list_resolve_load_remove(lake, feature_model, tmp_path):
     assert resolve_model("lab-a", lake=lake) == path
     assert resolve_model(path) == path
     data = synthetic_cells(30, seed=3, clips=False)
-    np.testing.assert_allclose(load_model("lab-a", lake=lake).predict_proba(data), feature_model.predict_proba(data))
+    np.testing.assert_allclose(
+        load_model("lab-a", lake=lake).predict_proba(data), feature_model.predict_proba(data)
+    )
     with pytest.raises(LakeError, match="already registered"):
         register_model(feature_model, lake, model_id="lab-a")
     register_model(feature_model, lake, model_id="lab-a", overwrite=True)
@@ -73,7 +74,7 @@ def test_registering_a_tampered_folder_is_refused(lake, feature_model, tmp_path)
 
 
 def test_shipped_default_model_loads_and_its_card_is_consistent():
-    from cellsift.pipeline.stages.clips import ClipParams
+    from cellsift.pipeline.stages import ClipParams
     from cellsift.schemas import PIPELINE_VERSION
 
     assert resolve_model("default") == DEFAULT_MODEL_DIR
@@ -94,5 +95,9 @@ def test_shipped_default_model_loads_and_its_card_is_consistent():
     assert set(card.files) | {"card.json"} == {p.name for p in DEFAULT_MODEL_DIR.iterdir()}
     model = load_model("default")
     assert model.kind == "ensemble" and 0.05 < model.decision_threshold < 0.95
-    assert card.check_compatible(pipeline_version=PIPELINE_VERSION, fps=20.0, clip_frames=21,
-                                 clip_n_before=10, clip_crop_px=32) == []
+    assert (
+        card.check_compatible(
+            pipeline_version=PIPELINE_VERSION, fps=20.0, clip_frames=21, clip_n_before=10, clip_crop_px=32
+        )
+        == []
+    )

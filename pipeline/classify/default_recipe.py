@@ -1,0 +1,280 @@
+"""The shipped default model: its recipe (simulated cohorts, model settings, seeds) and its rebuild.
+
+:func:`train_default_model` rebuilds the model that ships inside the package
+(``cellsift/pipeline/classify/default_model``) from simulated cohorts, deterministically
+(fixed seeds): it simulates the cohorts of :data:`DEFAULT_RECIPE`, ingests and processes
+them into one lake (:func:`build_simulated_lake`), and trains the ensemble on every
+labelled, non-flagged cell.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from os import PathLike
+from pathlib import Path
+from typing import Any, Final
+
+from cellsift.pipeline.classify.clip_net import ClipModelConfig
+from cellsift.pipeline.classify.labels import LabelSpec
+from cellsift.pipeline.classify.lake_data import load_cell_data
+from cellsift.pipeline.classify.training import attach_oof_metrics, train_model
+from cellsift.schemas import LakeError
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "DEFAULT_RECIPE",
+    "CohortSpec",
+    "DefaultModelRecipe",
+    "build_simulated_lake",
+    "train_default_model",
+]
+
+
+@dataclass(frozen=True)
+class CohortSpec:
+    """One simulated cohort: ``SimulationConfig`` overrides (cohort name and seed included)."""
+
+    cohort: str
+    seed: int
+    noise_scale: float = 1.0
+    cell_density: float = 16.0
+    background_scale: float = 1.0
+    artifact_fraction: float = 0.35
+    motion_px: float = 1.0
+    n_animals: int = 3
+    n_frames: int = 2000
+    height: int = 160
+    width: int = 160
+    fps: float = 20.0
+
+    def config(self) -> Any:
+        """The ``SimulationConfig`` of this cohort."""
+        from cellsift.pipeline.sim import SimulationConfig
+
+        return SimulationConfig(
+            n_animals=self.n_animals,
+            n_frames=self.n_frames,
+            height=self.height,
+            width=self.width,
+            cell_density=self.cell_density,
+            artifact_fraction=self.artifact_fraction,
+            noise_scale=self.noise_scale,
+            background_scale=self.background_scale,
+            motion_px=self.motion_px,
+            seed=self.seed,
+            cohort=self.cohort,
+            fps=self.fps,
+        )
+
+
+@dataclass(frozen=True)
+class DefaultModelRecipe:
+    """How the shipped default model is made (cohorts, model settings, seed)."""
+
+    cohorts: tuple[CohortSpec, ...] = (
+        CohortSpec("sim-a", seed=101, noise_scale=0.8, cell_density=14.0, background_scale=0.9),
+        CohortSpec(
+            "sim-b", seed=202, noise_scale=1.0, cell_density=18.0, background_scale=1.0, artifact_fraction=0.4
+        ),
+        CohortSpec(
+            "sim-c",
+            seed=303,
+            noise_scale=1.3,
+            cell_density=16.0,
+            background_scale=1.2,
+            artifact_fraction=0.3,
+            motion_px=1.5,
+        ),
+        CohortSpec(
+            "sim-d",
+            seed=404,
+            noise_scale=1.1,
+            cell_density=13.0,
+            background_scale=1.4,
+            artifact_fraction=0.35,
+            motion_px=2.5,
+        ),
+        CohortSpec(
+            "sim-e",
+            seed=505,
+            noise_scale=0.95,
+            cell_density=11.0,
+            background_scale=1.3,
+            artifact_fraction=0.3,
+            motion_px=1.8,
+        ),
+    )
+    kind: str = "ensemble"
+    seed: int = 0
+    clip_config: ClipModelConfig = field(default_factory=ClipModelConfig)
+    n_folds: int = 3
+    model_id: str = "cellsift-default-v1"
+    fps: float = 20.0
+
+
+DEFAULT_RECIPE: Final = DefaultModelRecipe()
+
+
+def build_simulated_lake(
+    lake: str | PathLike[str],
+    cohorts: Sequence[CohortSpec],
+    *,
+    client: Any | None = None,
+    raw_dir: str | PathLike[str] | None = None,
+    n_workers: int = 2,
+) -> Path:
+    """Simulate, ingest and process cohorts into one lake.
+
+    Parameters
+    ----------
+    lake
+        Lake folder (created).
+    cohorts
+        Cohorts to simulate.
+    client
+        A ``distributed.Client``; default: a local cluster of ``n_workers`` processes.
+    raw_dir
+        Where the simulated raw files go (default: a temporary folder, removed after).
+    n_workers
+        Worker processes of the local cluster.
+
+    Returns
+    -------
+    pathlib.Path
+        The lake folder.
+    """
+    from cellsift.pipeline.ingest.cohort import ingest_cohort
+    from cellsift.pipeline.sim import simulate_cohort
+    from cellsift.pipeline.stages import run_pipeline
+
+    lake = Path(lake)
+    tmp = None
+    if raw_dir is None:
+        tmp = tempfile.mkdtemp(prefix="cellsift-sim-")
+        raw_root = Path(tmp)
+    else:
+        raw_root = Path(raw_dir)
+    try:
+        for spec in cohorts:
+            t0 = time.perf_counter()
+            simulate_cohort(raw_root / spec.cohort, spec.config())
+            results = ingest_cohort(raw_root / spec.cohort, lake)
+            failed = [r for r in results if r.status == "failed"]
+            if failed:
+                raise LakeError(f"simulated cohort {spec.cohort} failed to ingest: {failed[0]}", path=lake)
+            logger.info("cohort %s simulated and ingested in %.0f s", spec.cohort, time.perf_counter() - t0)
+        if client is None:
+            from distributed import Client, LocalCluster
+
+            with (
+                LocalCluster(
+                    n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None
+                ) as cluster,
+                Client(cluster) as own,
+            ):
+                summary = run_pipeline(lake, client=own)
+        else:
+            summary = run_pipeline(lake, client=client)
+        if summary.n_failed:
+            bad = [o for o in summary.outcomes if o.status == "failed"]
+            raise LakeError(f"pipeline failed on {len(bad)} session(s): {bad[0].error}", path=lake)
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return lake
+
+
+def train_default_model(
+    out_dir: str | PathLike[str],
+    *,
+    recipe: DefaultModelRecipe = DEFAULT_RECIPE,
+    work_dir: str | PathLike[str] | None = None,
+    client: Any | None = None,
+) -> Path:
+    """Rebuild the shipped default model from simulated cohorts (deterministic).
+
+    Simulates the recipe's cohorts, ingests and processes them (local Dask cluster
+    unless ``client`` is given), trains the ensemble on every labelled, non-flagged
+    cell, cross-validates nothing (the metrics on the card come from the ensemble's
+    out-of-fold calibration predictions, grouped by animal) and writes the model folder.
+
+    Parameters
+    ----------
+    out_dir
+        Model folder to write (e.g. ``pipeline/classify/default_model``); replaced if present.
+    recipe
+        Cohorts and model settings.
+    work_dir
+        Where the simulated lake is built (default: a temporary folder, removed after).
+    client
+        Optional ``distributed.Client`` for the pipeline runs.
+
+    Returns
+    -------
+    pathlib.Path
+        ``out_dir``.
+    """
+    import torch
+
+    out = Path(out_dir)
+    tmp = None
+    if work_dir is None:
+        tmp = tempfile.mkdtemp(prefix="cellsift-default-")
+        work = Path(tmp)
+    else:
+        work = Path(work_dir)
+        work.mkdir(parents=True, exist_ok=True)
+    try:
+        lake = work / "lake"
+        if not (lake / "tables" / "cells").exists():
+            build_simulated_lake(lake, recipe.cohorts, client=client, raw_dir=work / "raw")
+        torch.manual_seed(recipe.seed)
+        data = load_cell_data(
+            lake,
+            labels=LabelSpec(sources=("simulator",)),
+            model_crop=recipe.clip_config.model_crop,
+            pool=recipe.clip_config.pool,
+            target_fps=recipe.fps,
+        )
+        t0 = time.perf_counter()
+        model = train_model(
+            data,
+            recipe.kind,
+            seed=recipe.seed,
+            clip_config=recipe.clip_config,
+            model_id=recipe.model_id,
+            n_folds=recipe.n_folds,
+        )
+        seconds = time.perf_counter() - t0
+        attach_oof_metrics(model)
+        card = model.require_card()
+        metrics = {
+            **dict(card.metrics),
+            "train_seconds": round(seconds, 1),
+            "train_cells_per_second": round(len(data) / max(seconds, 1e-9), 2),
+        }
+        training = {**dict(card.training), "recipe": _recipe_dict(recipe)}
+        model.card = replace(card, metrics=metrics, training=training)
+        staging = out.with_name(f".{out.name}.staging")
+        shutil.rmtree(staging, ignore_errors=True)
+        model.save(staging)
+        if out.exists():
+            shutil.rmtree(out)
+        staging.rename(out)
+        logger.info("default model written to %s (%.0f s training)", out, seconds)
+        return out
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _recipe_dict(recipe: DefaultModelRecipe) -> dict[str, Any]:
+    d = asdict(recipe)
+    d["cohorts"] = [asdict(c) for c in recipe.cohorts]
+    return d

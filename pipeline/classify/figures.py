@@ -1,0 +1,212 @@
+"""Figures of evaluation reports (matplotlib, Agg backend): learning curves, ROC and PR
+curves, calibration, confusion matrix, the capstone comparison and clip montages.
+
+Each function draws one PNG into a folder and returns its file name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+import pandas as pd
+
+from cellsift.pipeline.classify.data import CellData
+from cellsift.pipeline.classify.metrics import binary_metrics
+from cellsift.schemas import InputFormatError
+
+__all__ = [
+    "MONTAGE_FILE",
+    "calibration_figure",
+    "capstone_figure",
+    "confusion_figure",
+    "learning_curves_figure",
+    "montage",
+    "pyplot",
+    "roc_pr_figure",
+]
+
+#: File name of a clip montage.
+MONTAGE_FILE: Final = "montage.png"
+
+
+def pyplot(*, force: bool = True) -> Any:
+    """``matplotlib.pyplot`` on the Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=force)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(plt: Any, fig: Any, out: Path, name: str) -> str:
+    fig.tight_layout()
+    fig.savefig(out / name, dpi=110)
+    plt.close(fig)
+    return name
+
+
+def learning_curves_figure(
+    plt: Any, out: Path, histories: Mapping[str, Sequence[Mapping[str, float]]]
+) -> str:
+    """Training (and validation) loss and validation balanced accuracy per epoch."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    for name, hist in histories.items():
+        ep = [h["epoch"] for h in hist]
+        axes[0].plot(ep, [h["train_loss"] for h in hist], label=f"{name} train")
+        if "valid_loss" in hist[0]:
+            axes[0].plot(ep, [h["valid_loss"] for h in hist], "--", label=f"{name} validation")
+            axes[1].plot(ep, [h["valid_balanced_accuracy"] for h in hist], label=name)
+    axes[0].set(xlabel="epoch", ylabel="loss", title="Learning curves (clip network)")
+    axes[1].set(xlabel="epoch", ylabel="balanced accuracy", title="Validation", ylim=(0.4, 1.0))
+    axes[0].legend(fontsize=7)
+    return _save(plt, fig, out, "learning_curves.png")
+
+
+def roc_pr_figure(
+    plt: Any, out: Path, y: np.ndarray, pred: pd.DataFrame, cols: Sequence[str], metrics: Mapping[str, Any]
+) -> str:
+    """ROC and precision-recall curves of the probability columns ``cols`` (good = positive)."""
+    from sklearn.metrics import precision_recall_curve, roc_curve
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4))
+    for col in cols:
+        fpr, tpr, _ = roc_curve(y, pred[col])
+        m = metrics.get(col, {}) if isinstance(metrics.get(col), Mapping) else {}
+        axes[0].plot(fpr, tpr, label=f"{col} (AUC {m.get('roc_auc', float('nan')) or float('nan'):.3f})")
+        prec, rec, _ = precision_recall_curve(y, pred[col])
+        axes[1].plot(rec, prec, label=f"{col} (AP {m.get('pr_auc_good', float('nan')) or float('nan'):.3f})")
+    axes[0].plot([0, 1], [0, 1], ":", color="grey")
+    axes[0].set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (good = positive)")
+    axes[1].set(xlabel="recall", ylabel="precision", title="Precision-recall (good)")
+    for ax in axes:
+        ax.legend(fontsize=8, loc="lower right")
+    return _save(plt, fig, out, "roc_pr.png")
+
+
+def calibration_figure(plt: Any, out: Path, y: np.ndarray, pred: pd.DataFrame, cols: Sequence[str]) -> str:
+    """Fraction of good cells against the mean predicted ``p_good``, in 10 bins."""
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    for col in cols:
+        cal = binary_metrics(y, pred[col].to_numpy())["calibration"]
+        xs = [a for a, b in zip(cal["bin_mean_p"], cal["bin_frac_good"], strict=True) if a is not None]
+        ys = [b for a, b in zip(cal["bin_mean_p"], cal["bin_frac_good"], strict=True) if a is not None]
+        ax.plot(xs, ys, "o-", label=col)
+    ax.plot([0, 1], [0, 1], ":", color="grey")
+    ax.set(xlabel="predicted p_good", ylabel="fraction good", title="Calibration")
+    ax.legend(fontsize=8)
+    return _save(plt, fig, out, "calibration.png")
+
+
+def confusion_figure(plt: Any, out: Path, matrix: Sequence[Sequence[int]]) -> str:
+    """The 2x2 confusion matrix (rows true bad/good, columns predicted bad/good)."""
+    cm = np.asarray(matrix)
+    fig, ax = plt.subplots(figsize=(3.6, 3.2))
+    ax.imshow(cm, cmap="Blues")
+    for i in range(2):
+        for j in range(2):
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=12)
+    ax.set_xticks([0, 1], ["bad", "good"])
+    ax.set_yticks([0, 1], ["bad", "good"])
+    ax.set(xlabel="predicted", ylabel="true", title="Confusion matrix")
+    return _save(plt, fig, out, "confusion.png")
+
+
+def capstone_figure(plt: Any, out: Path, capstone: pd.DataFrame) -> str:
+    """Test accuracy per training-set size: the capstone's bars next to cellsift's models."""
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    models = list(dict.fromkeys(capstone["model"]))
+    sizes = list(dict.fromkeys(capstone["n_train"]))
+    width = 0.8 / (len(models) + 1)
+    x = np.arange(len(sizes))
+    cap = capstone.drop_duplicates("n_train").set_index("n_train").loc[sizes, "capstone_test_accuracy"]
+    ax.bar(x, cap.to_numpy(), width, label="capstone (GoogLeNet+LSTM)", color="grey")
+    for i, name in enumerate(models):
+        vals = capstone[capstone["model"] == name].set_index("n_train").loc[sizes, "test_accuracy"]
+        ax.bar(x + (i + 1) * width, vals.to_numpy(), width, label=f"cellsift {name}")
+    ax.axhline(90, ls=":", color="k")
+    ax.set_xticks(x + width * len(models) / 2, [str(s) for s in sizes])
+    ax.set(
+        xlabel="labelled training cells",
+        ylabel="test accuracy (%)",
+        ylim=(0, 100),
+        title="Capstone protocol: 56 held-out cells",
+    )
+    ax.legend(fontsize=7, loc="lower right")
+    return _save(plt, fig, out, "capstone.png")
+
+
+def montage(plt: Any, pred: pd.DataFrame, data: CellData, out: Path, n: int, threshold: float) -> str:
+    """Peak frames of the most confident good/bad cells and the most uncertain cells.
+
+    Parameters
+    ----------
+    plt
+        ``matplotlib.pyplot`` (from :func:`pyplot`).
+    pred
+        Per cell (row-aligned with ``data``): ``p_good``, ``y`` (-1 unlabelled),
+        ``unit_id`` and, optionally, ``reason``.
+    data
+        The cells with their clips.
+    out
+        Folder of the figure.
+    n
+        Cells per row.
+    threshold
+        ``p_good`` nearest this is "most uncertain" (the model's decision threshold).
+
+    Returns
+    -------
+    str
+        ``"montage.png"``.
+
+    Raises
+    ------
+    InputFormatError
+        The cells come without clips.
+    """
+    if data.clips is None:
+        raise InputFormatError(
+            "a montage needs the cells' clips", field="clips", fix="load the cells with clips=True"
+        )
+    p = pred["p_good"].to_numpy()
+    order = np.argsort(p)
+    rows = {
+        "most confident good": order[::-1][:n],
+        "most confident bad": order[:n],
+        "most uncertain": np.argsort(np.abs(p - threshold))[:n],
+    }
+    c = data.clips
+    nb = c.n_before
+    fig, axes = plt.subplots(len(rows), n, figsize=(1.6 * n, 1.9 * len(rows)), squeeze=False)
+    for r, (title, idx) in enumerate(rows.items()):
+        for j in range(n):
+            ax = axes[r, j]
+            ax.set_axis_off()
+            if j >= len(idx):
+                continue
+            i = int(idx[j])
+            k = int(np.argmax(c.valid[i])) if c.valid[i].any() else 0
+            frame = c.dynamic[i, k, nb : nb + 3].astype(np.float32).mean(axis=0)
+            ax.imshow(frame, cmap="magma", vmin=-2, vmax=max(6.0, float(np.percentile(frame, 99))))
+            fp = c.static[i, k, 0].astype(np.float32)
+            if fp.max() > 0:
+                ax.contour(fp, levels=[0.3], colors="cyan", linewidths=0.6)
+            truth = {1: "good", 0: "bad"}.get(int(pred["y"].iloc[i]), None)
+            if truth is None:  # unlabelled: show the unit and the predicted reason
+                reason = pred["reason"].iloc[i] if "reason" in pred else None
+                truth = f"#{pred['unit_id'].iloc[i]}" + (
+                    f" {str(reason)[:10]}" if isinstance(reason, str) else ""
+                )
+            ax.set_title(f"p={p[i]:.2f} ({truth})", fontsize=7)
+        axes[r, 0].text(
+            -0.1, 0.5, title, transform=axes[r, 0].transAxes, rotation=90, ha="right", va="center", fontsize=8
+        )
+    fig.suptitle("Peak frames (dF/sigma) with footprint contour", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out / MONTAGE_FILE, dpi=110)
+    plt.close(fig)
+    return MONTAGE_FILE

@@ -1,0 +1,296 @@
+"""Minian output (format ``minian_zarr``): a folder of ``<var>.zarr`` stores.
+
+One store per variable (``A``, ``C``, ``S``, ``YrA``, ...; zarr v2 or v3), as Minian's
+``save_minian`` writes them, with the ``unit_labels`` coordinate of its CNMFViewer.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+import scipy.sparse as sp
+
+from cellsift.pipeline.readers.base import (
+    FOOTPRINT_BLOCK,
+    Extraction,
+    UnitLabels,
+    dense_to_csc,
+    one_line,
+    require_exists,
+)
+from cellsift.pipeline.readers.checks import finish_extraction
+from cellsift.schemas import InputFormatError
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["MINIAN_KNOWN", "MinianZarrReader", "is_minian_output", "list_minian_files"]
+
+#: Variables Minian writes (any other ``<var>.zarr`` is reported).
+MINIAN_KNOWN: Final = frozenset(
+    {
+        "A",
+        "C",
+        "S",
+        "YrA",
+        "b",
+        "f",
+        "b0",
+        "c0",
+        "max_proj",
+        "shifts",
+        "motion",
+        "Y",
+        "Y_fm_chk",
+        "Y_hw_chk",
+        "org",
+        "varr",
+        "sig",
+        "seeds",
+        "A_init",
+        "C_init",
+        "b_init",
+        "f_init",
+        "S_init",
+        "C_chk",
+        "A_chk",
+        "Y_fm",
+        "Y_hw",
+        "Yr",
+        "max_proj_mc",
+        "mean_proj",
+    }
+)
+
+
+class MinianZarrReader:
+    """Minian output: a folder of ``<var>.zarr`` stores (one per variable, zarr v2 or v3).
+
+    Used: ``A`` (unit_id, height, width), ``C`` and ``S`` (unit_id, frame), ``YrA``
+    (raw trace = ``C + YrA``; without it the raw trace is ``C``), ``max_proj`` (kept as
+    ``max_proj_extraction``), the ``unit_labels`` coordinate (``-1`` = discarded in
+    Minian's CNMFViewer; stored as labels of source ``minian_unit_labels`` unless it just
+    repeats ``unit_id``, which means nobody curated). Dimensions are matched by name, so
+    the stored axis order does not matter.
+
+    Parameters
+    ----------
+    path
+        The output folder holding ``A.zarr``, ``C.zarr``, ...
+    """
+
+    format: str = "minian_zarr"
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+
+    def _open(self, name: str) -> Any:
+        import xarray as xr
+
+        store = self.path / f"{name}.zarr"
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ds = xr.open_zarr(store, consolidated=False)
+        except Exception as exc:  # noqa: BLE001 - zarr raises many types on broken stores
+            raise InputFormatError(
+                f"cannot open {name}.zarr ({one_line(exc)})",
+                path=store,
+                field=name,
+                fix="copy the Minian output folder again; every <var>.zarr needs its .zarray/.zattrs metadata",
+            ) from None
+        if name not in ds.data_vars:
+            raise InputFormatError(
+                f"{name}.zarr holds no variable '{name}' (variables: {', '.join(ds.data_vars) or 'none'})",
+                path=store,
+                field=name,
+                fix="give the folder Minian's save_minian wrote",
+            )
+        return ds[name]
+
+    def read(self) -> Extraction:
+        """Read and check the Minian output.
+
+        Returns
+        -------
+        Extraction
+            Footprints with row-major (``"C"``) pixels, traces ``(K, T)`` float32.
+
+        Raises
+        ------
+        SessionNotFoundError, InputFormatError
+        """
+        require_exists(self.path, field_name="extraction", what="extraction folder")
+        if not self.path.is_dir():
+            raise InputFormatError(
+                "expected Minian's output folder (holding A.zarr, C.zarr, ...), got a file",
+                path=self.path,
+                field="extraction",
+                fix="point extraction at the folder",
+            )
+        present = {
+            p.name[: -len(".zarr")] for p in self.path.iterdir() if p.is_dir() and p.name.endswith(".zarr")
+        }
+        for name in ("A", "C"):
+            if name not in present:
+                raise InputFormatError(
+                    f"no {name}.zarr in the Minian output folder (found: {', '.join(sorted(present)) or 'none'})",
+                    path=self.path,
+                    field=name,
+                    fix="point extraction at the folder Minian's save_minian wrote (A.zarr, C.zarr, S.zarr, ...)",
+                )
+        unknown = sorted(present - MINIAN_KNOWN)
+        if unknown:
+            logger.warning(
+                "%s: unknown variables %s are not read", self.path, ", ".join(f"{u}.zarr" for u in unknown)
+            )
+        a, c = self._footprints_and_traces_arrays()
+        unit_ids = np.asarray(a["unit_id"].values)
+        if not np.array_equal(unit_ids, np.asarray(c["unit_id"].values)):
+            if set(unit_ids.tolist()) != set(np.asarray(c["unit_id"].values).tolist()):
+                raise InputFormatError(
+                    "A and C have different unit ids",
+                    path=self.path / "C.zarr",
+                    field="unit_id",
+                    fix="give A and C of the same Minian run",
+                )
+            c = c.sel(unit_id=unit_ids)
+        n_units = len(unit_ids)
+        h, w = int(a.sizes["height"]), int(a.sizes["width"])
+        blocks = []
+        store_a = self.path / "A.zarr"
+        try:
+            for start in range(0, n_units, FOOTPRINT_BLOCK):
+                block = np.asarray(
+                    a.isel(unit_id=slice(start, start + FOOTPRINT_BLOCK)).values, dtype=np.float32
+                )
+                blocks.append(dense_to_csc(block))
+            C = np.ascontiguousarray(np.asarray(c.values, dtype=np.float32))
+        except Exception as exc:  # noqa: BLE001 - a missing or truncated chunk file
+            raise InputFormatError(
+                f"cannot read the Minian arrays ({one_line(exc)})",
+                path=store_a,
+                fix="a chunk file is truncated or corrupt; copy the Minian output folder again",
+            ) from None
+        A = sp.hstack(blocks, format="csc") if blocks else sp.csc_matrix((h * w, 0), dtype=np.float32)
+        S = self._traces("S", present, unit_ids)
+        if S is None:
+            logger.warning("%s: no S.zarr; writing zeros", self.path)
+            S = np.zeros_like(C)
+        yra = self._traces("YrA", present, unit_ids)
+        if yra is not None and yra.shape == C.shape:
+            C_raw, c_raw_source = C + yra, "C + YrA"
+        else:
+            logger.warning(
+                "%s: no YrA.zarr; the raw trace is C (denoised), so noise features are not measured",
+                self.path,
+            )
+            C_raw, c_raw_source = C, "C"
+        labels, unit_vars = self._labels(a, unit_ids)
+        extras: dict[str, np.ndarray] = {}
+        if "max_proj" in present:
+            mp = self._open("max_proj")
+            if set(mp.dims) == {"height", "width"}:
+                extras["max_proj_extraction"] = np.asarray(
+                    mp.transpose("height", "width").values, dtype=np.float32
+                )
+        ext = Extraction(
+            A=A,
+            C=C,
+            C_raw=C_raw,
+            S=S,
+            unit_ids=unit_ids.astype(np.int64),
+            d1=h,
+            d2=w,
+            fps=None,
+            pixel_order="C",
+            extras=extras,
+            unit_vars=unit_vars,
+            labels=labels,
+            source_format=self.format,
+            c_raw_source=c_raw_source,
+        )
+        return finish_extraction(ext, self.path)
+
+    def _footprints_and_traces_arrays(self) -> tuple[Any, Any]:
+        """``A`` as ``(unit_id, height, width)`` and ``C`` as ``(unit_id, frame)``, lazily."""
+        a = self._open("A")
+        c = self._open("C")
+        for name, arr, dims in (("A", a, {"unit_id", "height", "width"}), ("C", c, {"unit_id", "frame"})):
+            if set(arr.dims) != dims:
+                raise InputFormatError(
+                    f"{name} has dimensions {tuple(arr.dims)}, expected {tuple(sorted(dims))}",
+                    path=self.path / f"{name}.zarr",
+                    field=name,
+                    fix="give Minian's own output (dimension names unit_id, height, width, frame)",
+                )
+        return a.transpose("unit_id", "height", "width"), c.transpose("unit_id", "frame")
+
+    def _traces(self, name: str, present: set[str], unit_ids: np.ndarray) -> np.ndarray | None:
+        """Trace variable ``name`` ``(K, T)`` float32 in the order of ``unit_ids``, or ``None``."""
+        if name not in present:
+            return None
+        arr = self._open(name)
+        if set(arr.dims) != {"unit_id", "frame"}:
+            raise InputFormatError(
+                f"{name} has dimensions {tuple(arr.dims)}, expected (unit_id, frame)",
+                path=self.path / f"{name}.zarr",
+                field=name,
+                fix="give Minian's own output",
+            )
+        try:
+            values = arr.transpose("unit_id", "frame").sel(unit_id=unit_ids).values
+        except KeyError:
+            raise InputFormatError(
+                f"{name} lacks some units of A",
+                path=self.path / f"{name}.zarr",
+                field=name,
+                fix="give one run's output",
+            ) from None
+        except Exception as exc:  # noqa: BLE001
+            raise InputFormatError(
+                f"cannot read {name}.zarr ({one_line(exc)})",
+                path=self.path / f"{name}.zarr",
+                field=name,
+                fix="a chunk file is truncated or corrupt; copy the Minian output folder again",
+            ) from None
+        return np.ascontiguousarray(np.asarray(values, dtype=np.float32))
+
+    def _labels(self, a: Any, unit_ids: np.ndarray) -> tuple[tuple[UnitLabels, ...], dict[str, np.ndarray]]:
+        """Labels of the ``unit_labels`` coordinate (``-1`` = discarded) and the raw column."""
+        labels: list[UnitLabels] = []
+        unit_vars: dict[str, np.ndarray] = {}
+        if "unit_labels" in a.coords:
+            raw_labels = np.asarray(a["unit_labels"].values)
+            if raw_labels.dtype.kind in "iuf" and raw_labels.shape == (len(unit_ids),):
+                unit_vars["minian_unit_labels"] = raw_labels.astype(np.int64)
+                if np.array_equal(raw_labels, unit_ids) and not np.any(raw_labels == -1):
+                    logger.info("%s: unit_labels equal unit_id (not curated); no labels imported", self.path)
+                else:
+                    labels.append(
+                        UnitLabels(
+                            unit_ids.astype(np.int64),
+                            tuple("bad" if v == -1 else "good" for v in raw_labels),
+                            source="minian_unit_labels",
+                        )
+                    )
+        return tuple(labels), unit_vars
+
+
+def is_minian_output(folder: Path) -> bool:
+    """Whether ``folder`` looks like Minian's output (holds ``A.zarr`` or ``C.zarr``)."""
+    return (folder / "A.zarr").is_dir() or (folder / "C.zarr").is_dir()
+
+
+def list_minian_files(folder: Path) -> list[Path]:
+    """Every file of the ``<var>.zarr`` stores of a Minian output folder (for hashing).
+
+    A path that is not a folder is returned alone (its reader reports the problem).
+    """
+    if not folder.is_dir():
+        return [folder]
+    stores = sorted(p for p in folder.iterdir() if p.is_dir() and p.name.endswith(".zarr"))
+    return [f for store in stores for f in sorted(store.rglob("*")) if f.is_file()]
