@@ -23,7 +23,7 @@ from pathlib import Path
 CHILD = r"""
 import json, resource, sys, time
 from pathlib import Path
-from cellsift.pipeline.ingest.cohort import ingest_cohort
+from cellsift.pipeline.ingest import ingest_cohort
 src, lake = Path(sys.argv[1]), Path(sys.argv[2])
 t0 = time.perf_counter()
 results = ingest_cohort(src, lake)

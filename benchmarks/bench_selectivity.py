@@ -45,8 +45,8 @@ import pandas as pd
 def _simulate(out: Path, *, animals: int, frames: int, seed: int, workers: int) -> Path:
     from distributed import Client, LocalCluster
 
-    from cellsift.pipeline.analysis.tables import build_analysis_tables
-    from cellsift.pipeline.ingest.cohort import ingest_cohort
+    from cellsift.pipeline.analysis import build_analysis_tables
+    from cellsift.pipeline.ingest import ingest_cohort
     from cellsift.pipeline.sim import (
         FREEZING_FILE,
         SimulationConfig,
@@ -128,7 +128,7 @@ def _truth(lake: Path) -> pd.DataFrame:
 def evaluate(lake: Path) -> pd.DataFrame:
     """Run the README query on ``lake`` and score it against the simulator's truth."""
     import cellsift
-    from cellsift.pipeline.analysis.report import README_QUERY
+    from cellsift.pipeline.analysis import README_QUERY
 
     returned = cellsift.open_lake(lake).sql(README_QUERY)[["animal", "session", "unit_id"]]
     returned["returned"] = True
@@ -191,7 +191,7 @@ def registry_accuracy(lake: Path) -> dict[str, float]:
 def cross_day(lake: Path) -> pd.DataFrame:
     """The issue's question on the last vs the first day, with the simulator's answer beside it."""
     import cellsift
-    from cellsift.pipeline.analysis.report import CROSS_DAY_QUERY
+    from cellsift.pipeline.analysis import CROSS_DAY_QUERY
 
     truth = _truth(lake)
     days = sorted(truth["day"].unique())
@@ -230,12 +230,12 @@ def main(argv: list[str] | None = None) -> int:
         args.out, animals=args.animals, frames=args.frames, seed=args.seed, workers=args.workers
     )
     if args.classify:
-        from cellsift.pipeline.analysis.tables import build_analysis_tables
+        from cellsift.pipeline.analysis import build_analysis_tables
         from cellsift.pipeline.classify import classify_lake
 
         preds = classify_lake(lake, args.classify)
         print(f"classified {len(preds)} cells with {args.classify}; {build_analysis_tables(lake)}")
-    from cellsift.pipeline.analysis.report import README_QUERY
+    from cellsift.pipeline.analysis import README_QUERY
 
     print("\nREADME query:\n" + README_QUERY + "\n")
     result = evaluate(lake)

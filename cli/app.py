@@ -126,7 +126,7 @@ def ingest(
 ) -> None:
     """Ingest a cohort into the lake; unchanged sessions are skipped, bad ones reported."""
     _setup_logging(verbose)
-    from cellsift.pipeline.ingest.cohort import IngestOptions, ingest_cohort
+    from cellsift.pipeline.ingest import IngestOptions, ingest_cohort
 
     def report(result: Any) -> None:
         where = f"{result.cohort}/{result.animal}/{result.session}"
@@ -350,7 +350,7 @@ def analyze(
 ) -> None:
     """Build the fear-learning tables: traces, events, trial_responses, cell_summary, behaviour."""
     _setup_logging(verbose)
-    from cellsift.pipeline.analysis.tables import build_analysis_tables
+    from cellsift.pipeline.analysis import build_analysis_tables
 
     client = cluster = None
     try:
@@ -386,7 +386,7 @@ def report(
 ) -> None:
     """Render lab-meeting figures (footprints, CS+/CS- heatmaps, selectivity across stages) + HTML."""
     _setup_logging(verbose)
-    from cellsift.pipeline.analysis.report import render_report
+    from cellsift.pipeline.analysis import render_report
 
     try:
         index = render_report(lake, out)

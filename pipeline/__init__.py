@@ -31,7 +31,7 @@ _API = {
     "capstone_on_lake": "classify",
     "cross_validate_on_lake": "classify",
     "classified_montage": "classify",
-    "build_analysis_tables": "analysis.tables",
+    "build_analysis_tables": "analysis",
 }
 
 __all__ = sorted(_API)

@@ -38,7 +38,7 @@ def tiny_cohort(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def _tiny_lake_master(tiny_cohort, tmp_path_factory) -> Path:
-    from cellsift.pipeline.ingest.cohort import ingest_cohort
+    from cellsift.pipeline.ingest import ingest_cohort
 
     lake = tmp_path_factory.mktemp("tiny_lake") / "lake"
     results = ingest_cohort(tiny_cohort, lake)

@@ -71,7 +71,7 @@ class RegistrationParams:
 
 @dataclass(frozen=True)
 class AnalysisParams:
-    """Parameters of :func:`~cellsift.pipeline.analysis.tables.build_analysis_tables` (all recorded in the run record).
+    """Parameters of :func:`.tables.build_analysis_tables` (all recorded in the run record).
 
     Attributes
     ----------

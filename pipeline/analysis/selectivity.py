@@ -8,9 +8,8 @@ trace by ``n_shuffles`` random circular shifts (at least ``min_shift_s`` from ze
 the statistic recomputed. Shifting keeps the trace's autocorrelation and the trials'
 geometry; shifted windows that land on the other tone's trials make the test
 conservative for cells answering both tones (``mask_null`` builds the null from
-spontaneous activity only, see
-:class:`~cellsift.pipeline.analysis.responses.ResponseParams`). ``p = (1 + #|null| >= |obs|) / (1 + n_null)`` after centring on
-the null mean (two-sided). When fewer than 10 shuffles are as extreme, p is taken
+spontaneous activity only, see :class:`.responses.ResponseParams`).
+``p = (1 + #|null| >= |obs|) / (1 + n_null)`` after centring on the null mean (two-sided). When fewer than 10 shuffles are as extreme, p is taken
 from the normal tail of the null (mean and SD of the shuffles), so q-values stay
 meaningful for sessions with hundreds of units.
 Benjamini-Hochberg q-values are computed per session and tone type over all units.

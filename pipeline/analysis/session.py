@@ -3,7 +3,7 @@
 :func:`analyse_session` runs, for one session:
 
 1. ``_open_recording`` — frame times and units of the session store;
-2. :func:`~cellsift.pipeline.analysis.behaviour.session_behaviour` — read and validate the events file, find the
+2. :func:`.behaviour.session_behaviour` — read and validate the events file, find the
    behaviour-to-imaging clock map (sync pulses, TTL column, declared offset) and align
    every event to frames by the Miniscope timestamps (:mod:`.clock`, :mod:`.events`);
    read freezing (``freezing.csv`` named by the catalog, or beside the events file; or
@@ -329,7 +329,7 @@ def _batch_stats(
 def _write_traces(
     layout: LakeLayout, inputs: SessionInputs, recording: _Recording, plan: _TrialPlan, params: AnalysisParams
 ) -> _UnitStats:
-    """ΔF/F and statistics batch by batch; the ``traces`` file is written as it goes (one row group a batch)."""
+    """ΔF/F and statistics batch by batch; ``traces`` is written as it goes (one row group a batch)."""
     rec = inputs.record
     group, time_s, unit_ids = recording.group, recording.time_s, recording.unit_ids
     n_units, n_frames = unit_ids.size, time_s.size

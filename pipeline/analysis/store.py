@@ -230,7 +230,7 @@ def trial_responses_table(
 def events_table(
     rec: SessionRecord, key: str, aligned: pd.DataFrame, clock: ClockMap, events_file: str
 ) -> pa.Table:
-    """The ``events`` table: the aligned events (:func:`~cellsift.pipeline.analysis.events.align_events`) and the clock."""
+    """The ``events`` table: the aligned events (:func:`.events.align_events`) and the clock map."""
     schema = with_key(ANALYSIS_TABLES["events"], key)
     columns = {
         **_session_columns(rec),

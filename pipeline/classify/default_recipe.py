@@ -149,7 +149,7 @@ def build_simulated_lake(
     pathlib.Path
         The lake folder.
     """
-    from cellsift.pipeline.ingest.cohort import ingest_cohort
+    from cellsift.pipeline.ingest import ingest_cohort
     from cellsift.pipeline.sim import simulate_cohort
     from cellsift.pipeline.stages import run_pipeline
 

@@ -56,6 +56,20 @@ def validate_extraction(ext: Extraction, *, path: Path) -> None:
         not the footprint pixel count, NaN/Inf values, footprints that are empty
         (all zero), traces that are all zero in every unit.
     """
+    k = _check_shapes(ext, path=path)
+    _check_values(ext, path=path)
+    for name, values in ext.unit_vars.items():
+        if np.shape(values) != (k,):
+            raise InputFormatError(
+                f"per-unit column has {np.size(values)} values for {k} units",
+                path=path,
+                field=name,
+                fix="export it with the same units as A",
+            )
+
+
+def _check_shapes(ext: Extraction, *, path: Path) -> int:
+    """Sparse footprints, pixel order, trace shapes, unit ids and frame size; return ``K``."""
     if not sp.issparse(ext.A):
         raise InputFormatError(
             "footprints are not a sparse matrix", path=path, field="A", fix="report this as a cellsift bug"
@@ -110,6 +124,12 @@ def validate_extraction(ext: Extraction, *, path: Path) -> None:
             field="A",
             fix="check options.d1/d2 (height/width) match the footprints",
         )
+    return k
+
+
+def _check_values(ext: Extraction, *, path: Path) -> None:
+    """NaN/Inf values, empty footprints and all-zero traces (a warning unless all are)."""
+    k = ext.n_units
     for name in ("C", "C_raw", "S"):
         values = getattr(ext, name)
         finite = np.isfinite(values)
@@ -157,14 +177,6 @@ def validate_extraction(ext: Extraction, *, path: Path) -> None:
         logger.warning(
             "%s: %d units have all-zero traces: %s", path, silent.size, _ids_text(ext.unit_ids[silent])
         )
-    for name, values in ext.unit_vars.items():
-        if np.shape(values) != (k,):
-            raise InputFormatError(
-                f"per-unit column has {np.size(values)} values for {k} units",
-                path=path,
-                field=name,
-                fix="export it with the same units as A",
-            )
 
 
 def finish_extraction(ext: Extraction, path: Path) -> Extraction:

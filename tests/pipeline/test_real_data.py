@@ -19,11 +19,11 @@ import xarray as xr
 
 import cellsift
 from cellsift.catalog.store import Catalog
-from cellsift.pipeline.ingest.cohort import ingest_cohort
+from cellsift.pipeline.ingest import ingest_cohort
 from cellsift.pipeline.readers import CnmfeMatReader, open_extraction, open_video
 from cellsift.schemas.dataset import validate_session_dataset
 from cellsift.schemas.errors import InputFormatError
-from tests.pipeline.fixtures_formats import write_manifest_csv
+from tests.pipeline.fixtures import write_manifest_csv
 
 REAL = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "real"
 MINIAN = REAL / "minian_demo"

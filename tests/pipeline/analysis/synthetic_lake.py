@@ -37,8 +37,11 @@ H = W = 40
 OFFSET_S = 7.5
 CS_PLUS_UNITS = (0, 1, 2)
 CS_MINUS_UNITS = (3, 4)
-SESSIONS = (("d1_conditioning", "conditioning", 1, "ttl"), ("d2_safety", "safety", 2, "frames"),
-            ("d3_extinction", "extinction", 3, "offset"))
+SESSIONS = (
+    ("d1_conditioning", "conditioning", 1, "ttl"),
+    ("d2_safety", "safety", 2, "frames"),
+    ("d3_extinction", "extinction", 3, "offset"),
+)
 #: field-of-view shift (px) of each session: the same neurons sit elsewhere in the frame
 FOV_SHIFT = {"d1_conditioning": (0.0, 0.0), "d2_safety": (2.0, -3.0), "d3_extinction": (-1.4, 2.3)}
 #: freezing epochs of d2 (imaging clock): 2 of 4 s of CS+ 1, 3 of 4 s of CS+ 2 (two epochs that
@@ -79,8 +82,18 @@ def protocol(stage: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["event", "onset_s", "offset_s"])
 
 
-def make_session(lake: Path, raw: Path, session: str, stage: str, day: int, mode: str, *, seed: int,
-                 extra_events: list[tuple] | None = None, with_movie: bool = False) -> dict:
+def make_session(
+    lake: Path,
+    raw: Path,
+    session: str,
+    stage: str,
+    day: int,
+    mode: str,
+    *,
+    seed: int,
+    extra_events: list[tuple] | None = None,
+    with_movie: bool = False,
+) -> dict:
     rng = np.random.default_rng(seed)
     layout = LakeLayout(lake)
     scale = 1.0 if mode == "offset" else 0.999
@@ -99,10 +112,17 @@ def make_session(lake: Path, raw: Path, session: str, stage: str, day: int, mode
     c_raw = (dff * f_ref[:, None] + rng.normal(0, 0.3, (N_UNITS, N_FRAMES))).astype(np.float32)
     yy, xx = np.mgrid[:H, :W]
     fy, fx = FOV_SHIFT.get(session, (0.0, 0.0))
-    centres = [(7 + 8.5 * (u // 4) + 1.3 * (u % 3) + fy, 7 + 8.5 * (u % 4) + 1.1 * (u % 2) + fx) for u in range(N_UNITS)]
+    centres = [
+        (7 + 8.5 * (u // 4) + 1.3 * (u % 3) + fy, 7 + 8.5 * (u % 4) + 1.1 * (u % 2) + fx)
+        for u in range(N_UNITS)
+    ]
     centres[11] = (centres[10][0] + 1.0, centres[10][1] + 1.0)  # overlaps unit 10
-    A = np.stack([np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * (1.6 + 0.1 * u) ** 2))
-                  for u, (cy, cx) in enumerate(centres)])
+    A = np.stack(
+        [
+            np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * (1.6 + 0.1 * u) ** 2))
+            for u, (cy, cx) in enumerate(centres)
+        ]
+    )
     A[A < 0.05] = 0
     A = A.astype(np.float32)
     max_proj = (100 + 40 * A.sum(axis=0)).astype(np.float32)
@@ -114,11 +134,15 @@ def make_session(lake: Path, raw: Path, session: str, stage: str, day: int, mode
     intercept = -OFFSET_S * scale  # t_frame = intercept + scale * t_beh
     to_beh = lambda tf: (np.asarray(tf, dtype=np.float64) - intercept) / scale  # noqa: E731
     sync_frames = np.array([3, 1100, 2350])
-    rows = [(r.event, f"{to_beh(r.onset_s):.4f}", f"{to_beh(r.offset_s):.4f}", "") for r in proto.itertuples()]
+    rows = [
+        (r.event, f"{to_beh(r.onset_s):.4f}", f"{to_beh(r.offset_s):.4f}", "") for r in proto.itertuples()
+    ]
     ttl = np.zeros(N_FRAMES, dtype=int)
     if mode in ("ttl", "frames"):
         for f in sync_frames:
-            rows.append(("sync", f"{to_beh(t[f]):.4f}", f"{to_beh(t[f]):.4f}", str(f) if mode == "frames" else ""))
+            rows.append(
+                ("sync", f"{to_beh(t[f]):.4f}", f"{to_beh(t[f]):.4f}", str(f) if mode == "frames" else "")
+            )
             ttl[f : f + 2] = 1
     if mode == "frames":
         rows += [("freezing", f"{to_beh(a):.3f}", f"{to_beh(b):.3f}", "") for a, b in FREEZING_EPOCHS]
@@ -126,7 +150,11 @@ def make_session(lake: Path, raw: Path, session: str, stage: str, day: int, mode
         rows.append(extra)
     events = folder / "events.csv"
     events.write_text("event,onset_s,offset_s,frame\n" + "\n".join(",".join(r) for r in rows) + "\n")
-    cols = {"Frame Number": np.arange(N_FRAMES), "Time Stamp (ms)": np.rint(t * 1000).astype(int), "Buffer Index": 0}
+    cols = {
+        "Frame Number": np.arange(N_FRAMES),
+        "Time Stamp (ms)": np.rint(t * 1000).astype(int),
+        "Buffer Index": 0,
+    }
     if mode == "ttl":
         cols["TTL"] = ttl
     pd.DataFrame(cols).to_csv(scope / "timeStamps.csv", index=False)
@@ -151,35 +179,98 @@ def make_session(lake: Path, raw: Path, session: str, stage: str, day: int, mode
     if with_movie:
         movie = 100 + np.einsum("uhw,uf->fhw", A, f_ref[:, None] * 0.2 + c_raw * 0.05)
         data_vars["movie"] = (("frame", "height", "width"), np.clip(movie, 0, 255).astype(np.uint8))
-    ds = xr.Dataset(data_vars, coords={"unit_id": unit_ids, "frame": np.arange(N_FRAMES), "time_s": ("frame", t)},
-                    attrs={"cohort": "syn", "animal": "m01", "session": session, "stage": stage, "day": day, "fps": FPS})
+    ds = xr.Dataset(
+        data_vars,
+        coords={"unit_id": unit_ids, "frame": np.arange(N_FRAMES), "time_s": ("frame", t)},
+        attrs={"cohort": "syn", "animal": "m01", "session": session, "stage": stage, "day": day, "fps": FPS},
+    )
     rel = f"sessions/syn/m01/{session}/h{seed}.zarr"
     ds.to_zarr(lake / rel, mode="w", consolidated=False)
-    record = SessionRecord(cohort="syn", animal="m01", session=session, stage=stage, day=day, fps=FPS,
-                           video=str(scope), events=str(events), dataset_path=rel, input_hash=f"hash-{session}",
-                           n_frames=N_FRAMES, height=H, width=W, n_units=N_UNITS)
+    record = SessionRecord(
+        cohort="syn",
+        animal="m01",
+        session=session,
+        stage=stage,
+        day=day,
+        fps=FPS,
+        video=str(scope),
+        events=str(events),
+        dataset_path=rel,
+        input_hash=f"hash-{session}",
+        n_frames=N_FRAMES,
+        height=H,
+        width=W,
+        n_units=N_UNITS,
+    )
     Catalog(lake).upsert(record)
     # ---- pipeline outputs: cells, sessions, labels
-    cells = [{"cohort": "syn", "animal": "m01", "session": session, "stage": stage, "day": day,
-              "unit_id": int(uid), "centroid_y": float(centres[i][0]), "centroid_x": float(centres[i][1]),
-              "overlap_flag": i == 11, "run_id": "run-1"} for i, uid in enumerate(unit_ids)]
-    write_parquet_atomic(pa.Table.from_pylist(cells, schema=CELLS_SCHEMA),
-                         layout.table_file("cells", "syn", "m01", session), tmp_root=layout.tmp)
-    write_parquet_atomic(pa.Table.from_pylist([{"cohort": "syn", "animal": "m01", "session": session,
-                                                "input_hash": f"hash-{session}", "run_id": "run-1"}],
-                                              schema=SESSIONS_SCHEMA),
-                         layout.table_file("sessions", "syn", "m01", session), tmp_root=layout.tmp)
-    labels = [{"cohort": "syn", "animal": "m01", "session": session, "unit_id": int(uid),
-               "label": "bad" if i == 11 else "good", "source": "test"} for i, uid in enumerate(unit_ids)]
-    write_parquet_atomic(pa.Table.from_pylist(labels, schema=LABELS_SCHEMA),
-                         layout.table_file("labels", "syn", "m01", session), tmp_root=layout.tmp)
-    return {"time_s": t, "unit_ids": unit_ids, "proto": proto, "freezing": freezing_truth, "events": events,
-            "to_beh": to_beh}
+    cells = [
+        {
+            "cohort": "syn",
+            "animal": "m01",
+            "session": session,
+            "stage": stage,
+            "day": day,
+            "unit_id": int(uid),
+            "centroid_y": float(centres[i][0]),
+            "centroid_x": float(centres[i][1]),
+            "overlap_flag": i == 11,
+            "run_id": "run-1",
+        }
+        for i, uid in enumerate(unit_ids)
+    ]
+    write_parquet_atomic(
+        pa.Table.from_pylist(cells, schema=CELLS_SCHEMA),
+        layout.table_file("cells", "syn", "m01", session),
+        tmp_root=layout.tmp,
+    )
+    write_parquet_atomic(
+        pa.Table.from_pylist(
+            [
+                {
+                    "cohort": "syn",
+                    "animal": "m01",
+                    "session": session,
+                    "input_hash": f"hash-{session}",
+                    "run_id": "run-1",
+                }
+            ],
+            schema=SESSIONS_SCHEMA,
+        ),
+        layout.table_file("sessions", "syn", "m01", session),
+        tmp_root=layout.tmp,
+    )
+    labels = [
+        {
+            "cohort": "syn",
+            "animal": "m01",
+            "session": session,
+            "unit_id": int(uid),
+            "label": "bad" if i == 11 else "good",
+            "source": "test",
+        }
+        for i, uid in enumerate(unit_ids)
+    ]
+    write_parquet_atomic(
+        pa.Table.from_pylist(labels, schema=LABELS_SCHEMA),
+        layout.table_file("labels", "syn", "m01", session),
+        tmp_root=layout.tmp,
+    )
+    return {
+        "time_s": t,
+        "unit_ids": unit_ids,
+        "proto": proto,
+        "freezing": freezing_truth,
+        "events": events,
+        "to_beh": to_beh,
+    }
 
 
 def build_synthetic_lake(root: Path, *, sessions: tuple = SESSIONS) -> dict[str, dict]:
     """Write the hand-made lake described in the module docstring; return per-session truth."""
     lake = root / "lake"
     Catalog(lake, create=True)
-    return {s: make_session(lake, root / "raw", s, stage, day, mode, seed=day, with_movie=mode == "ttl")
-            for s, stage, day, mode in sessions}
+    return {
+        s: make_session(lake, root / "raw", s, stage, day, mode, seed=day, with_movie=mode == "ttl")
+        for s, stage, day, mode in sessions
+    }

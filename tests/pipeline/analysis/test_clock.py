@@ -32,8 +32,14 @@ def test_alignment_with_dropped_frames_clock_offset_and_drift_from_ttl(tmp_path)
     ttl = np.zeros(t.size, dtype=int)
     for f in ttl_frames:
         ttl[f : f + 3] = 1
-    pd.DataFrame({"Frame Number": np.arange(t.size), "Time Stamp (ms)": np.rint(t * 1000).astype(int),
-                  "Buffer Index": 0, "TTL In": ttl}).to_csv(scope / "timeStamps.csv", index=False)
+    pd.DataFrame(
+        {
+            "Frame Number": np.arange(t.size),
+            "Time Stamp (ms)": np.rint(t * 1000).astype(int),
+            "Buffer Index": 0,
+            "TTL In": ttl,
+        }
+    ).to_csv(scope / "timeStamps.csv", index=False)
     assert read_ttl_frames(scope).tolist() == ttl_frames.tolist()
     # events on the behaviour clock (true frame-clock times chosen first)
     true_on = {"CS+": [10.0, 40.11, 72.5], "CS-": [25.37, 57.0]}
@@ -70,8 +76,11 @@ def test_alignment_with_dropped_frames_clock_offset_and_drift_from_ttl(tmp_path)
 
 def test_sync_frames_from_events_file(tmp_path):
     t, _ = recording_with_gaps(600, drops={300: 5})
-    rows = [("sync", 3.0, 3.0, 0), ("sync", 3.0 + float(t[500]), 3.0 + float(t[500]), 500),
-            ("CS+", 3.0 + 16.0, 3.0 + 20.0)]
+    rows = [
+        ("sync", 3.0, 3.0, 0),
+        ("sync", 3.0 + float(t[500]), 3.0 + float(t[500]), 500),
+        ("CS+", 3.0 + 16.0, 3.0 + 20.0),
+    ]
     ev = read_events(write_events(tmp_path / "e.csv", rows))
     clock = fit_clock(ev, time_s=t)
     assert clock.method == "sync" and clock.offset_s == pytest.approx(3.0)
@@ -92,12 +101,17 @@ def test_declared_offset_and_ttl_start(tmp_path):
     assert align_events(ev, time_s=t, clock=clock)["onset_frame"].iloc[0] == 340
     # a session's declared offset wins over a TTL start edge, the default offset does not
     assert fit_clock(ev, time_s=t, ttl_frames=np.array([40]), event_offset_s=5.0).method == "offset"
-    assert fit_clock(ev, time_s=t, ttl_frames=np.array([40]), params=AlignParams(event_offset_s=5.0)).method == "ttl_start"
+    assert (
+        fit_clock(ev, time_s=t, ttl_frames=np.array([40]), params=AlignParams(event_offset_s=5.0)).method
+        == "ttl_start"
+    )
 
 
 def test_inconsistent_sync_pulses_are_rejected(tmp_path):
     t = np.arange(1000) / FPS
-    ev = read_events(write_events(tmp_path / "e.csv", [("sync", 1.0, 1.0), ("sync", 11.0, 11.0), ("sync", 21.0, 21.0)]))
+    ev = read_events(
+        write_events(tmp_path / "e.csv", [("sync", 1.0, 1.0), ("sync", 11.0, 11.0), ("sync", 21.0, 21.0)])
+    )
     with pytest.raises(InputFormatError, match="3 sync events but 2 TTL"):
         fit_clock(ev, time_s=t, ttl_frames=np.array([20, 220]))
     with pytest.raises(InputFormatError, match="clocks run at rates 0.7000:1"):

@@ -94,7 +94,9 @@ def test_compute_dff_fallbacks_and_errors():
     rng = np.random.default_rng(1)
     c_raw = rng.normal(0, 1, (3, 500))
     c_raw[:, 200:220] += 20
-    dff, _, denom, methods = compute_dff(c_raw, fps=FPS, f_ref=np.array([100.0, -5.0, np.nan]), method="max_proj")
+    dff, _, denom, methods = compute_dff(
+        c_raw, fps=FPS, f_ref=np.array([100.0, -5.0, np.nan]), method="max_proj"
+    )
     assert methods == ["max_proj", "c_raw_range", "c_raw_range"]
     assert denom[0] == 100.0 and denom[1] > 10 and denom[2] > 10  # p99 - p10 of the trace
     dff, _, _, methods = compute_dff(c_raw, fps=FPS, f_ref=None, method="movie_p10")

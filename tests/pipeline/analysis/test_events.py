@@ -21,7 +21,9 @@ from cellsift.schemas.errors import InputFormatError, SessionNotFoundError
 FPS = 20.0
 
 
-def recording_with_gaps(n_recorded: int, *, drops: dict[int, int], rate_scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+def recording_with_gaps(
+    n_recorded: int, *, drops: dict[int, int], rate_scale: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Frame times of a camera that drops frames.
 
     ``drops`` maps a *camera* frame index to the number of frames lost after it. Returns
@@ -39,7 +41,9 @@ def recording_with_gaps(n_recorded: int, *, drops: dict[int, int], rate_scale: f
 def write_events(path: Path, rows: list[tuple]) -> Path:
     lines = ["event,onset_s,offset_s" + (",frame" if any(len(r) > 3 for r in rows) else "")]
     for r in rows:
-        lines.append(",".join("" if v is None else (f"{v:.6f}" if isinstance(v, float) else str(v)) for v in r))
+        lines.append(
+            ",".join("" if v is None else (f"{v:.6f}" if isinstance(v, float) else str(v)) for v in r)
+        )
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -53,8 +57,10 @@ def expected_onset_frame(time_s: np.ndarray, t: float) -> int:
 
 
 def test_read_events_accepts_aliases_and_sorts(tmp_path):
-    path = write_events(tmp_path / "e.csv", [("cs_plus", 10.0, 14.0), ("CS−", 2.0, 6.0), ("US", 13.0, 14.0),
-                                              ("Freeze", 15.0, 16.5)])
+    path = write_events(
+        tmp_path / "e.csv",
+        [("cs_plus", 10.0, 14.0), ("CS−", 2.0, 6.0), ("US", 13.0, 14.0), ("Freeze", 15.0, 16.5)],
+    )
     ev = read_events(path)
     assert ev["event"].tolist() == ["CS-", "CS+", "shock", "freezing"]
     assert ev["onset_s"].tolist() == [2.0, 10.0, 13.0, 15.0]
@@ -126,7 +132,9 @@ def test_freezing_trace_and_epochs_per_frame(tmp_path):
     path = tmp_path / "freezing.csv"
     beh_t = np.arange(0, 30, 1 / 30.0)  # behaviour camera at 30 fps, clock 2 s ahead
     frz = (beh_t >= 12.0) & (beh_t < 14.0)
-    pd.DataFrame({"frame": np.arange(beh_t.size), "time_s": np.round(beh_t, 4), "freezing": frz.astype(int)}).to_csv(path, index=False)
+    pd.DataFrame(
+        {"frame": np.arange(beh_t.size), "time_s": np.round(beh_t, 4), "freezing": frz.astype(int)}
+    ).to_csv(path, index=False)
     trace = read_freezing(path)
     t = np.arange(400) / FPS
     clock = ClockMap(intercept_s=-2.0)

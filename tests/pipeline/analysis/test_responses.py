@@ -59,7 +59,9 @@ def test_windows_follow_timestamps_with_dropped_frames():
     ev = aligned([("CS+", 10.0, 14.0)], t)
     w = trial_windows(ev, time_s=t).iloc[0]
     assert w.response_start == 200 and w.response_stop == 270  # 80 s of tone - 10 lost frames
-    st = trial_statistics(np.ones((1, t.size)), time_s=t, windows=trial_windows(ev, time_s=t), noise_sd=np.ones(1))
+    st = trial_statistics(
+        np.ones((1, t.size)), time_s=t, windows=trial_windows(ev, time_s=t), noise_sd=np.ones(1)
+    )
     assert st["n_response_frames"][0] == 70
 
 
@@ -79,8 +81,9 @@ def test_trial_statistics_on_a_known_trace():
     assert st["p_value"][0, 0] < 1e-10 and st["peak"][0, 0] == pytest.approx(0.1)
     assert np.all(st["delta"][0, 1:] == 0)
     assert np.all(np.abs(st["zscore"][1]) < 5)
-    ref = stats.mannwhitneyu(x[1, first.response_start : first.response_stop],
-                             x[1, first.baseline_start : first.baseline_stop]).pvalue
+    ref = stats.mannwhitneyu(
+        x[1, first.response_start : first.response_stop], x[1, first.baseline_start : first.baseline_stop]
+    ).pvalue
     assert st["p_value"][1, 0] == pytest.approx(ref)
 
 

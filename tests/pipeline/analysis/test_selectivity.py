@@ -17,7 +17,9 @@ from cellsift.schemas import InputFormatError
 from tests.pipeline.analysis.test_responses import protocol
 
 
-def _calcium(rng: np.random.Generator, n: int, onsets_frames: list[int], amp: float, reliability: float = 1.0) -> np.ndarray:
+def _calcium(
+    rng: np.random.Generator, n: int, onsets_frames: list[int], amp: float, reliability: float = 1.0
+) -> np.ndarray:
     x = rng.normal(0, 0.01, n)
     kernel = np.exp(-np.arange(40) / 12.0)
     spont = rng.choice(n - 40, 6, replace=False)  # spontaneous transients
@@ -35,8 +37,10 @@ def test_circular_shift_test_finds_responsive_cells_and_stays_calibrated():
     plus = w[w["trial_type"] == "CS+"]
     rng = np.random.default_rng(3)
     n_null = 200
-    x = np.stack([_calcium(rng, t.size, plus["onset_frame"].tolist(), 0.15)]
-                 + [_calcium(rng, t.size, [], 0.0) for _ in range(n_null)])
+    x = np.stack(
+        [_calcium(rng, t.size, plus["onset_frame"].tolist(), 0.15)]
+        + [_calcium(rng, t.size, [], 0.0) for _ in range(n_null)]
+    )
     shifts = draw_shifts(t.size, n_shuffles=2000, min_shift=200, rng=np.random.default_rng(0))
     assert shifts.min() >= 200 and shifts.max() <= t.size - 200
     obs, p, p_up = circular_shift_test(x, windows=plus, shifts=shifts)
@@ -76,12 +80,22 @@ def test_discrimination_index():
 def test_selectivity_rule():
     # units: CS+ only, CS- only, both, CS+ with weak real CS-, CS+ inhibited, nothing
     per_tone = {
-        "CS+": {"response": np.array([0.1, 0.0, 0.1, 0.1, -0.1, 0.0]),
-                "p": np.array([1e-5, 0.8, 1e-5, 1e-5, 1e-5, 0.6]),
-                "zscore": np.zeros(6), "auc": np.zeros(6), "n_trials_sig": np.array([4, 0, 3, 3, 2, 0]), "n_trials": 4},
-        "CS-": {"response": np.array([0.0, 0.1, 0.1, 0.06, 0.0, 0.0]),
-                "p": np.array([0.7, 1e-5, 1e-5, 0.2, 0.9, 0.5]),
-                "zscore": np.zeros(6), "auc": np.zeros(6), "n_trials_sig": np.array([0, 4, 3, 0, 0, 0]), "n_trials": 4},
+        "CS+": {
+            "response": np.array([0.1, 0.0, 0.1, 0.1, -0.1, 0.0]),
+            "p": np.array([1e-5, 0.8, 1e-5, 1e-5, 1e-5, 0.6]),
+            "zscore": np.zeros(6),
+            "auc": np.zeros(6),
+            "n_trials_sig": np.array([4, 0, 3, 3, 2, 0]),
+            "n_trials": 4,
+        },
+        "CS-": {
+            "response": np.array([0.0, 0.1, 0.1, 0.06, 0.0, 0.0]),
+            "p": np.array([0.7, 1e-5, 1e-5, 0.2, 0.9, 0.5]),
+            "zscore": np.zeros(6),
+            "auc": np.zeros(6),
+            "n_trials_sig": np.array([0, 4, 3, 0, 0, 0]),
+            "n_trials": 4,
+        },
     }
     cols = summarise_cells(per_tone, n_units=6)
     assert cols["cs_plus_selective"].tolist() == [True, False, False, False, False, False]

@@ -15,15 +15,22 @@ import xarray as xr
 
 from cellsift.catalog.layout import LakeLayout
 from cellsift.catalog.store import STATUS_FAILED, STATUS_INGESTED, Catalog
-from cellsift.pipeline.ingest import cohort as ingest_module
-from cellsift.pipeline.ingest.cohort import IngestOptions, IngestResult, ingest_cohort, ingest_session
-from cellsift.pipeline.ingest.manifest import SessionSpec, read_manifest
-from cellsift.pipeline.readers import MiniscopeV4Reader
+from cellsift.pipeline.ingest import (
+    IngestOptions,
+    IngestResult,
+    SessionSpec,
+    ingest_cohort,
+    ingest_session,
+    read_manifest,
+)
+from cellsift.pipeline.ingest import inputs as inputs_module
+from cellsift.pipeline.ingest import writer as writer_module
+from cellsift.pipeline.readers import MiniscopeAviReader
 from cellsift.schemas.dataset import validate_session_dataset
 from cellsift.schemas.dims import DATASET_SCHEMA_VERSION
-from cellsift.schemas.errors import InputFormatError
+from cellsift.schemas.errors import ParameterError
 from cellsift.schemas.tables import LABELS_SCHEMA
-from tests.pipeline.fixtures_formats import (
+from tests.pipeline.fixtures import (
     SyntheticSession,
     make_session,
     write_cnmfe_v5,
@@ -75,8 +82,12 @@ def raw(cohort: tuple[Path, list[SyntheticSession]], tmp_path: Path) -> Path:
     rows = []
     for spec in read_manifest(src / "cohort.csv"):
         row = {
-            "cohort": spec.cohort, "animal": spec.animal, "session": spec.session, "stage": spec.stage,
-            "day": spec.day, "fps": spec.fps or "",
+            "cohort": spec.cohort,
+            "animal": spec.animal,
+            "session": spec.session,
+            "stage": spec.stage,
+            "day": spec.day,
+            "fps": spec.fps or "",
         }
         for column in ("video", "extraction", "events", "labels"):
             row[column] = Path(getattr(spec, column)).relative_to(src.resolve()).as_posix()
@@ -108,7 +119,9 @@ def test_round_trip(raw: Path, cohort: tuple[Path, list[SyntheticSession]], tmp_
         ds = xr.open_zarr(store)
         validate_session_dataset(ds, path=store, check_values=True)
         # movie pixels are the AVI frames
-        np.testing.assert_array_equal(ds.movie.values, _decode_avis(raw / "m1" / result.session / "miniscope"))
+        np.testing.assert_array_equal(
+            ds.movie.values, _decode_avis(raw / "m1" / result.session / "miniscope")
+        )
         assert ds.movie.dtype == np.uint8
         np.testing.assert_array_equal(ds.max_proj.values, ds.movie.values.max(axis=0))
         # footprints where they were drawn, traces equal
@@ -149,16 +162,16 @@ def test_round_trip(raw: Path, cohort: tuple[Path, list[SyntheticSession]], tmp_
 
 def test_chunking_and_streaming(raw: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     sizes: list[int] = []
-    original = MiniscopeV4Reader.iter_blocks
+    original = MiniscopeAviReader.iter_blocks
 
-    def spy(self: MiniscopeV4Reader, n_frames: int):  # type: ignore[no-untyped-def]
+    def spy(self: MiniscopeAviReader, n_frames: int):  # type: ignore[no-untyped-def]
         for block in original(self, n_frames):
             sizes.append(len(block))
             yield block
 
-    monkeypatch.setattr(MiniscopeV4Reader, "iter_blocks", spy)
+    monkeypatch.setattr(MiniscopeAviReader, "iter_blocks", spy)
     written: list[list[int]] = []
-    original_aligned = ingest_module._aligned_blocks
+    original_aligned = writer_module.aligned_blocks
 
     def spy_aligned(blocks, chunk):  # type: ignore[no-untyped-def]
         written.append([])
@@ -166,7 +179,7 @@ def test_chunking_and_streaming(raw: Path, tmp_path: Path, monkeypatch: pytest.M
             written[-1].append(len(block))
             yield block
 
-    monkeypatch.setattr(ingest_module, "_aligned_blocks", spy_aligned)
+    monkeypatch.setattr(writer_module, "aligned_blocks", spy_aligned)
     lake = tmp_path / "lake"
     options = IngestOptions(chunk_frames=8, decode_block_frames=7)
     results = ingest_cohort(raw / "cohort.csv", lake, options=options)
@@ -181,9 +194,9 @@ def test_chunking_and_streaming(raw: Path, tmp_path: Path, monkeypatch: pytest.M
 
 
 def test_options_are_checked() -> None:
-    with pytest.raises(InputFormatError, match="chunk_frames"):
+    with pytest.raises(ParameterError, match="chunk_frames"):
         IngestOptions(chunk_frames=0)
-    with pytest.raises(InputFormatError, match="decode_block_frames"):
+    with pytest.raises(ParameterError, match="decode_block_frames"):
         IngestOptions(decode_block_frames=-1)
 
 
@@ -243,7 +256,7 @@ def _break(kind: str, folder: Path, session: SyntheticSession) -> str:
         data = avi.read_bytes()
         avi.write_bytes(data[: len(data) // 2])
         return "1.avi: field 'video': chunk is truncated or corrupt"
-    from tests.pipeline.fixtures_formats import to_cnmfe_A
+    from tests.pipeline.fixtures import to_cnmfe_A
 
     A, C, C_raw, S, d1 = to_cnmfe_A(session.footprints), session.C, session.C_raw, session.S, H
     if kind == "trace_length":
@@ -276,11 +289,18 @@ def test_bad_sessions_fail_others_ingest(cohort: tuple[Path, list[SyntheticSessi
         shutil.copytree(good.folder, folder)
         if kind != "good":
             expected[kind] = _break(kind, folder, good)
-        rows.append({
-            "cohort": "c1", "animal": "m1", "session": kind, "stage": "s", "day": 1,
-            "video": f"m1/{kind}/miniscope", "extraction": f"m1/{kind}/cnmfe_results.mat",
-            "labels": f"m1/{kind}/labels.csv",
-        })
+        rows.append(
+            {
+                "cohort": "c1",
+                "animal": "m1",
+                "session": kind,
+                "stage": "s",
+                "day": 1,
+                "video": f"m1/{kind}/miniscope",
+                "extraction": f"m1/{kind}/cnmfe_results.mat",
+                "labels": f"m1/{kind}/labels.csv",
+            }
+        )
     rows.append({**rows[0], "session": "nofile", "extraction": "m1/nofile/cnmfe_results.mat"})
     manifest = write_manifest_csv(raw / "cohort.csv", rows)
     results = {r.session: r for r in ingest_cohort(manifest, tmp_path / "lake")}
@@ -328,7 +348,7 @@ def test_unexpected_error_recorded(raw: Path, tmp_path: Path, monkeypatch: pytes
     def boom(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(ingest_module, "open_extraction", boom)
+    monkeypatch.setattr(inputs_module, "open_extraction", boom)
     results = ingest_cohort(raw / "cohort.csv", tmp_path / "lake")
     assert [r.status for r in results] == ["failed", "failed"]
     assert results[0].error == "RuntimeError: disk on fire"
@@ -344,9 +364,17 @@ def test_ingest_session_directly_and_labels_source(
     shutil.copytree(good.folder, folder)
     (folder / "truth.json").write_text("{}")
     spec = SessionSpec(
-        cohort="c2", animal="a", session="s", stage="x", day=0,
-        video=folder / "miniscope", extraction=folder / "cnmfe_results.mat",
-        events=None, labels=folder / "labels.csv", fps=None, format=None,
+        cohort="c2",
+        animal="a",
+        session="s",
+        stage="x",
+        day=0,
+        video=folder / "miniscope",
+        extraction=folder / "cnmfe_results.mat",
+        events=None,
+        labels=folder / "labels.csv",
+        fps=None,
+        format=None,
     )
     result = ingest_session(spec, tmp_path / "lake", options=IngestOptions())
     assert result.status == "ingested"
@@ -371,7 +399,10 @@ def test_labels_checked(raw: Path, tmp_path: Path) -> None:
 def test_demo_folder_without_manifest(raw: Path, tmp_path: Path) -> None:
     os.remove(raw / "cohort.csv")
     results = ingest_cohort(raw, tmp_path / "lake")
-    assert [(r.animal, r.session, r.status) for r in results] == [("m1", "d1", "ingested"), ("m1", "d2", "ingested")]
+    assert [(r.animal, r.session, r.status) for r in results] == [
+        ("m1", "d1", "ingested"),
+        ("m1", "d2", "ingested"),
+    ]
     rec = Catalog(tmp_path / "lake").get(raw.name, "m1", "d2")
     assert rec is not None and rec.day == 2 and rec.fps == 20.0  # no manifest fps: metaData.json
 
@@ -385,7 +416,13 @@ def test_simulated_cohort_ingests(tmp_path: Path) -> None:
     except ImportError as exc:  # pragma: no cover - the simulator is built in parallel
         pytest.skip(f"cellsift.pipeline.sim.cohort is not available yet ({exc})")
     config = SimulationConfig(
-        n_animals=1, stages=("conditioning", "extinction"), n_frames=300, height=64, width=64, seed=3, cohort="tiny"
+        n_animals=1,
+        stages=("conditioning", "extinction"),
+        n_frames=300,
+        height=64,
+        width=64,
+        seed=3,
+        cohort="tiny",
     )
     manifest = simulate_cohort(tmp_path / "raw", config, n_workers=1)
     results = ingest_cohort(tmp_path / "raw", tmp_path / "lake")
@@ -396,7 +433,9 @@ def test_simulated_cohort_ingests(tmp_path: Path) -> None:
         validate_session_dataset(ds, check_values=True)
         assert ds.sizes["frame"] == 300 and ds.sizes["height"] == 64 and ds.sizes["unit_id"] == result.n_units
         assert ds.attrs["cohort"] == "tiny" and ds.attrs["fps"] == 20.0
-        labels = pq.read_table(LakeLayout(lake).table_file("labels", "tiny", "m01", result.session)).to_pandas()
+        labels = pq.read_table(
+            LakeLayout(lake).table_file("labels", "tiny", "m01", result.session)
+        ).to_pandas()
         assert set(labels["source"]) == {"simulator"} and len(labels) == result.n_units
         ds.close()
     assert manifest.name == "cohort.csv"

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cellsift.pipeline.ingest.manifest import SessionSpec, check_spec_files, read_manifest
+from cellsift.pipeline.ingest import SessionSpec, check_spec_files, read_manifest
 from cellsift.schemas.errors import ManifestError, SessionNotFoundError
-from tests.pipeline.fixtures_formats import write_manifest_csv
+from tests.pipeline.fixtures import write_manifest_csv
 
 
 def _files(root: Path, animal: str = "m1", session: str = "d1") -> Path:

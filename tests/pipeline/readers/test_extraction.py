@@ -1,5 +1,5 @@
 """Extraction readers: CNMF-E (results, neuron_results, Sources2D object), CaImAn HDF5,
-Minian zarr folders, Suite2p plane folders and NWB; format detection; per-unit columns
+Minian zarr folders, Suite2p plane folders and NWB; per-unit columns
 and embedded labels."""
 
 from __future__ import annotations
@@ -21,13 +21,12 @@ from cellsift.pipeline.readers import (
     MinianZarrReader,
     NwbExtractionReader,
     Suite2pReader,
-    detect_extraction_format,
     list_extraction_files,
     open_extraction,
 )
-from cellsift.pipeline.readers.checks import footprint_image
+from cellsift.pipeline.readers.orientation import footprint_image
 from cellsift.schemas.errors import InputFormatError
-from tests.pipeline.fixtures_formats import (
+from tests.pipeline.fixtures import (
     blob_footprints,
     synthetic_traces,
     to_cnmfe_A,
@@ -379,29 +378,3 @@ def test_nwb_errors(tmp_path: Path, truth) -> None:  # type: ignore[no-untyped-d
 
 
 # =========================================================================== choosing
-
-
-def test_detect_extraction_format(tmp_path: Path, truth) -> None:  # type: ignore[no-untyped-def]
-    fp, C, _, _ = truth
-    assert detect_extraction_format(write_minian(tmp_path / "mn", footprints=fp, C=C)) == "minian_zarr"
-    assert (
-        detect_extraction_format(write_suite2p_plane(tmp_path / "s" / "plane0", footprints=fp, F=C).parent)
-        == "suite2p"
-    )
-    for name, fmt in (
-        ("a.mat", "cnmfe_mat"),
-        ("a.hdf5", "caiman_hdf5"),
-        ("a.h5", "caiman_hdf5"),
-        ("a.nwb", "nwb"),
-    ):
-        (tmp_path / name).write_bytes(b"x")
-        assert detect_extraction_format(tmp_path / name) == fmt
-    (tmp_path / "folder").mkdir()
-    with pytest.raises(InputFormatError, match="neither Suite2p"):
-        detect_extraction_format(tmp_path / "folder")
-    for alias, cls in (
-        ("CaImAn", CaimanHdf5Reader),
-        ("minian", MinianZarrReader),
-        ("cnmf-e", CnmfeMatReader),
-    ):
-        assert isinstance(open_extraction(tmp_path / "a.mat", alias), cls)

@@ -27,8 +27,8 @@ import scipy.sparse as sp
 from typer.testing import CliRunner
 
 from cellsift.cli.app import app
-from cellsift.pipeline.ingest.cohort import ingest_cohort
-from tests.pipeline.fixtures_formats import (
+from cellsift.pipeline.ingest import ingest_cohort
+from tests.pipeline.fixtures import (
     blob_footprints,
     make_session,
     render_frames,

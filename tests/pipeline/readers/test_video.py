@@ -17,12 +17,11 @@ from cellsift.pipeline.readers import (
     Suite2pBinReader,
     TiffStackReader,
     VideoReader,
-    detect_video_format,
     list_video_files,
     open_video,
 )
-from cellsift.schemas.errors import InputFormatError, SessionNotFoundError
-from tests.pipeline.fixtures_formats import (
+from cellsift.schemas.errors import InputFormatError
+from tests.pipeline.fixtures import (
     blob_footprints,
     write_avi,
     write_hdf5_movie,
@@ -244,23 +243,6 @@ def test_nwb_photon_series(tmp_path: Path, movie: np.ndarray) -> None:
 
 
 # =========================================================================== choosing
-
-
-def test_detect_video_format(tmp_path: Path, movie: np.ndarray) -> None:
-    ms = write_miniscope_v4(tmp_path / "ms", movie[:5], frames_per_file=5)
-    assert detect_video_format(ms) == "miniscope_avi"
-    assert detect_video_format(write_tiff_stack(tmp_path / "a.tiff", movie[:3])) == "tiff"
-    assert detect_video_format(write_suite2p_bin(tmp_path / "p", movie[:3]).parent) == "suite2p_bin"
-    (tmp_path / "x.mp4").write_bytes(b"0")
-    with pytest.raises(InputFormatError, match="unsupported video file type"):
-        detect_video_format(tmp_path / "x.mp4")
-    with pytest.raises(InputFormatError, match="unknown video format 'webm'"):
-        open_video(ms, format="webm")
-    with pytest.raises(SessionNotFoundError):
-        open_video(tmp_path / "missing")
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(InputFormatError, match="cannot tell the video format"):
-        open_video(tmp_path / "empty")
 
 
 def test_broken_metadata_json_named(

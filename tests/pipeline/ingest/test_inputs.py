@@ -1,5 +1,6 @@
-"""Ingest of every supported format, temporal downsampling, extraction-only sessions, the
-extraction's own video, orientation checks and imported labels."""
+"""A session's inputs: ingest of every supported format, the files hashed, temporal
+downsampling, extraction-only sessions, the extraction's own video, orientation checks and
+imported labels."""
 
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ import xarray as xr
 
 from cellsift.catalog.layout import LakeLayout
 from cellsift.catalog.store import Catalog
-from cellsift.pipeline.ingest.cohort import ingest_cohort
+from cellsift.pipeline.ingest import SessionSpec, compute_input_hash, ingest_cohort, session_input_files
 from cellsift.schemas.dataset import validate_session_dataset
-from tests.pipeline.fixtures_formats import (
+from tests.pipeline.fixtures import (
     EXTRACTION_WRITERS,
     VIDEO_WRITERS,
     blob_footprints,
@@ -244,3 +245,51 @@ def test_labels_from_extraction_and_file_and_their_removal(tmp_path: Path) -> No
     (again,) = ingest_cohort(tmp_path / "cohort.csv", lake)
     assert again.status == "ingested"
     assert set(pq.read_table(table).to_pandas()["source"]) == {"caiman_idx_components"}
+
+
+# =========================================================================== files and hashes
+
+
+def test_input_files_and_hash_do_not_depend_on_the_location(tmp_path: Path) -> None:
+    session = make_session(tmp_path / "a" / "s", extraction="suite2p", video="suite2p_bin")
+    spec = SessionSpec(
+        cohort="c",
+        animal="m1",
+        session="s",
+        stage="baseline",
+        day=1,
+        video=session.video,
+        extraction=session.extraction,
+        events=session.events,
+        labels=session.labels,
+    )
+    roles = [role for role, _ in session_input_files(spec)]
+    assert roles == [
+        "extraction/stat.npy",
+        "extraction/F.npy",
+        "extraction/Fneu.npy",
+        "extraction/spks.npy",
+        "extraction/iscell.npy",
+        "extraction/ops.npy",
+        "video/data.bin",
+        "events",
+        "labels",
+    ]
+    first, hashes = compute_input_hash(spec, chunk_frames=100, check_orientation=True)
+    assert len(first) == 64 and set(hashes) == {str(p.resolve()) for _, p in session_input_files(spec)}
+    assert compute_input_hash(spec, chunk_frames=50, check_orientation=True)[0] != first
+    assert compute_input_hash(spec, chunk_frames=100, check_orientation=False)[0] != first
+    moved = tmp_path / "b"
+    (tmp_path / "a").rename(moved)
+    spec_moved = SessionSpec(
+        cohort="c",
+        animal="m1",
+        session="s",
+        stage="baseline",
+        day=1,
+        video=None,
+        extraction=moved / "s" / session.extraction.relative_to(tmp_path / "a" / "s"),
+        events=moved / "s" / "events.csv",
+        labels=moved / "s" / "labels.csv",
+    )
+    assert compute_input_hash(spec_moved, chunk_frames=100, check_orientation=True)[0] == first
