@@ -9,9 +9,11 @@ from cellsift.catalog.atomic import (
 )
 from cellsift.catalog.lake import Lake, open_lake
 from cellsift.catalog.layout import LakeLayout, safe_name
+from cellsift.catalog.lock import run_lock
 from cellsift.catalog.store import STATUS_FAILED, STATUS_INGESTED, Catalog, SessionRecord
 
 __all__ = [
+    "run_lock",
     "STATUS_FAILED",
     "STATUS_INGESTED",
     "Catalog",

@@ -21,8 +21,7 @@ import pyarrow.parquet as pq
 
 from cellsift.catalog.layout import LakeLayout
 from cellsift.catalog.store import Catalog
-from cellsift.schemas import TABLES
-from cellsift.schemas.errors import CellsiftError, LakeError
+from cellsift.schemas import TABLES, CellsiftError, LakeError
 
 if TYPE_CHECKING:
     import duckdb

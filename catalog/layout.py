@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from cellsift.schemas.errors import LakeError
+from cellsift.schemas import LakeError
 
 __all__ = ["LakeLayout", "safe_name"]
 

@@ -10,7 +10,7 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
-from cellsift.schemas.errors import LakeError
+from cellsift.schemas import LakeError
 
 logger = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from cellsift.catalog.layout import LakeLayout
-from cellsift.schemas.errors import LakeError, SessionNotFoundError
+from cellsift.schemas import LakeError, SessionNotFoundError
 
 logger = logging.getLogger(__name__)
 

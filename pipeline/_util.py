@@ -15,7 +15,7 @@ from typing import Any, Final
 
 import numpy as np
 
-from cellsift.schemas.errors import InputFormatError
+from cellsift.schemas import InputFormatError
 
 __all__ = [
     "MAD_OF_STD_NORMAL",

@@ -26,8 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from cellsift.schemas.errors import CellsiftError
-from cellsift.schemas.keys import SessionKey
+from cellsift.schemas import CellsiftError, SessionKey
 
 logger = logging.getLogger(__name__)
 

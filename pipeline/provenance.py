@@ -10,10 +10,9 @@ import platform
 import socket
 import uuid
 from importlib.metadata import PackageNotFoundError, version
-from pathlib import Path
 from typing import Any
 
-from cellsift.catalog.atomic import write_json_atomic
+from cellsift.catalog import write_json_atomic
 from cellsift.pipeline._util import utc_now
 
 logger = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """Data contracts of cellsift: dimension names, session dataset layout, table schemas, errors."""
 
-from cellsift.schemas.analysis_tables import ANALYSIS_TABLES
+from cellsift.schemas.analysis_tables import ANALYSIS_KEY, ANALYSIS_TABLES
 from cellsift.schemas.dataset import validate_session_dataset
 from cellsift.schemas.dims import DATASET_SCHEMA_VERSION, FRAME, HEIGHT, UNIT_ID, WIDTH
 from cellsift.schemas.errors import (
@@ -32,6 +32,7 @@ from cellsift.schemas.versions import PIPELINE_VERSION
 TABLES = {**_CORE_TABLES, **ANALYSIS_TABLES}
 
 __all__ = [
+    "ANALYSIS_KEY",
     "ANALYSIS_TABLES",
     "CARD_FILE",
     "PIPELINE_VERSION",

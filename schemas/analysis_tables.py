@@ -14,7 +14,7 @@ from typing import Final
 
 import pyarrow as pa
 
-from cellsift.schemas.tables import _KEYS, _with_meta
+from cellsift.schemas.tables import KEY_FIELDS, with_table_meta
 
 __all__ = [
     "ANALYSIS_KEY",
@@ -33,10 +33,10 @@ ANALYSIS_KEY: Final = b"cellsift.analysis_key"
 
 _STAGE: Final = [pa.field("stage", pa.string()), pa.field("day", pa.int32())]
 
-TRACES_SCHEMA: Final = _with_meta(
+TRACES_SCHEMA: Final = with_table_meta(
     "traces",
     [
-        *_KEYS,
+        *KEY_FIELDS,
         pa.field("unit_id", pa.int64(), nullable=False),
         pa.field("frame", pa.int64(), nullable=False),
         pa.field("time_s", pa.float64()),  # frame time from the Miniscope timestamps (s)
@@ -45,10 +45,10 @@ TRACES_SCHEMA: Final = _with_meta(
     ],
 )
 
-EVENTS_SCHEMA: Final = _with_meta(
+EVENTS_SCHEMA: Final = with_table_meta(
     "events",
     [
-        *_KEYS,
+        *KEY_FIELDS,
         *_STAGE,
         pa.field("event_index", pa.int32(), nullable=False),  # row order within the session
         pa.field("event", pa.string()),  # CS+ | CS- | shock | freezing
@@ -71,10 +71,10 @@ EVENTS_SCHEMA: Final = _with_meta(
     ],
 )
 
-TRIAL_RESPONSES_SCHEMA: Final = _with_meta(
+TRIAL_RESPONSES_SCHEMA: Final = with_table_meta(
     "trial_responses",
     [
-        *_KEYS,
+        *KEY_FIELDS,
         *_STAGE,
         pa.field("unit_id", pa.int64(), nullable=False),
         pa.field("trial_type", pa.string()),  # CS+ | CS-
@@ -95,10 +95,10 @@ TRIAL_RESPONSES_SCHEMA: Final = _with_meta(
     ],
 )
 
-CELL_SUMMARY_SCHEMA: Final = _with_meta(
+CELL_SUMMARY_SCHEMA: Final = with_table_meta(
     "cell_summary",
     [
-        *_KEYS,
+        *KEY_FIELDS,
         *_STAGE,
         pa.field("unit_id", pa.int64(), nullable=False),
         # curation: which cells analyses use by default
@@ -145,10 +145,10 @@ CELL_SUMMARY_SCHEMA: Final = _with_meta(
     ],
 )
 
-BEHAVIOUR_SCHEMA: Final = _with_meta(
+BEHAVIOUR_SCHEMA: Final = with_table_meta(
     "behaviour",
     [
-        *_KEYS,
+        *KEY_FIELDS,
         *_STAGE,
         pa.field("trial_type", pa.string()),  # CS+ | CS- | pre_tone | iti
         pa.field("n_trials", pa.int32()),  # tones of that type (1 for pre_tone / iti)
@@ -161,10 +161,10 @@ BEHAVIOUR_SCHEMA: Final = _with_meta(
     ],
 )
 
-CELL_REGISTRY_SCHEMA: Final = _with_meta(
+CELL_REGISTRY_SCHEMA: Final = with_table_meta(
     "cell_registry",
     [
-        *_KEYS,
+        *KEY_FIELDS,
         *_STAGE,
         pa.field("unit_id", pa.int64(), nullable=False),
         pa.field("cell_key", pa.string()),  # the same neuron across an animal's sessions, e.g. "m01/c0007"

@@ -18,7 +18,7 @@ TABLE_NAME_KEY: Final = b"cellsift.table"
 
 PARTITION_COLUMNS: Final = ("cohort", "animal", "session")
 
-_KEYS: Final = [
+KEY_FIELDS: Final = [
     pa.field("cohort", pa.string(), nullable=False),
     pa.field("animal", pa.string(), nullable=False),
     pa.field("session", pa.string(), nullable=False),
@@ -46,17 +46,17 @@ FEATURE_COLUMNS: Final = (
 )
 
 
-def _with_meta(name: str, fields: list[pa.Field]) -> pa.Schema:
+def with_table_meta(name: str, fields: list[pa.Field]) -> pa.Schema:
     return pa.schema(
         fields,
         metadata={SCHEMA_VERSION_KEY: TABLE_SCHEMA_VERSION.encode(), TABLE_NAME_KEY: name.encode()},
     )
 
 
-CELLS_SCHEMA: Final = _with_meta(
+CELLS_SCHEMA: Final = with_table_meta(
     "cells",
     [
-        *_KEYS,
+        *KEY_FIELDS,
         pa.field("stage", pa.string()),
         pa.field("day", pa.int32()),
         pa.field("unit_id", pa.int64(), nullable=False),
@@ -98,10 +98,10 @@ CELLS_SCHEMA: Final = _with_meta(
     ],
 )
 
-SESSIONS_SCHEMA: Final = _with_meta(
+SESSIONS_SCHEMA: Final = with_table_meta(
     "sessions",
     [
-        *_KEYS,
+        *KEY_FIELDS,
         pa.field("stage", pa.string()),
         pa.field("day", pa.int32()),
         pa.field("n_frames", pa.int64()),
@@ -121,10 +121,10 @@ SESSIONS_SCHEMA: Final = _with_meta(
     ],
 )
 
-LABELS_SCHEMA: Final = _with_meta(
+LABELS_SCHEMA: Final = with_table_meta(
     "labels",
     [
-        *_KEYS,
+        *KEY_FIELDS,
         pa.field("unit_id", pa.int64(), nullable=False),
         pa.field("label", pa.string()),  # "good" | "bad"
         pa.field("reason", pa.string()),  # artifact reason for "bad", may be null

@@ -13,13 +13,19 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-FOLDERS = {"schemas": "cellsift.schemas", "catalog": "cellsift.catalog", "pipeline": "cellsift.pipeline", "cli": "cellsift.cli"}
+FOLDERS = {
+    "schemas": "cellsift.schemas",
+    "catalog": "cellsift.catalog",
+    "pipeline": "cellsift.pipeline",
+    "cli": "cellsift.cli",
+}
 
 #: Layers, lowest first: a module may import its own layer's units and lower layers only.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("cellsift.schemas",),
     ("cellsift.catalog",),
-    ("cellsift.pipeline._util", "cellsift.pipeline.provenance", "cellsift.pipeline.executor"),
+    ("cellsift.pipeline._util",),
+    ("cellsift.pipeline.provenance", "cellsift.pipeline.executor"),
     ("cellsift.pipeline.sim", "cellsift.pipeline.readers"),
     ("cellsift.pipeline.ingest",),
     ("cellsift.pipeline.stages",),
@@ -74,7 +80,15 @@ def _imports() -> list[Import]:
                     names = tuple(a.name for a in node.names)
                     found.append(Import(module, node.module, names, str(path.relative_to(ROOT)), node.lineno))
             elif isinstance(node, ast.ImportFrom) and node.level > 0:
-                found.append(Import(module, "." * node.level + (node.module or ""), (), str(path.relative_to(ROOT)), node.lineno))
+                found.append(
+                    Import(
+                        module,
+                        "." * node.level + (node.module or ""),
+                        (),
+                        str(path.relative_to(ROOT)),
+                        node.lineno,
+                    )
+                )
             elif isinstance(node, ast.Import):
                 for alias in node.names:
                     if alias.name.startswith("cellsift"):
@@ -159,7 +173,7 @@ def test_no_import_cycles():
         stack.append(node)
         for nxt in sorted(graph[node]):
             if state.get(nxt) == 1:
-                cycles.append(stack[stack.index(nxt):] + [nxt])
+                cycles.append(stack[stack.index(nxt) :] + [nxt])
             elif nxt not in state:
                 visit(nxt)
         stack.pop()
@@ -194,5 +208,7 @@ def test_every_unit_has_a_curated_public_api():
         path = SOURCES[unit]
         tree = ast.parse(path.read_text())
         assert ast.get_docstring(tree), f"{path}: no module docstring"
-        names = [t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)]
+        names = [
+            t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)
+        ]
         assert "__all__" in names, f"{path}: no __all__"

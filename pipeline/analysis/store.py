@@ -33,8 +33,7 @@ from cellsift.catalog import LakeLayout, SessionRecord
 from cellsift.pipeline.analysis.behaviour import FreezingIntervals, behaviour_rows
 from cellsift.pipeline.analysis.clock import ClockMap
 from cellsift.pipeline.analysis.params import ANALYSIS_VERSION
-from cellsift.schemas import ANALYSIS_TABLES, LakeError
-from cellsift.schemas.analysis_tables import ANALYSIS_KEY
+from cellsift.schemas import ANALYSIS_KEY, ANALYSIS_TABLES, LakeError
 
 __all__ = [
     "arrow_table",

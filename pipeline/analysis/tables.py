@@ -23,8 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cellsift.catalog import STATUS_INGESTED, Catalog, LakeLayout, write_json_atomic
-from cellsift.catalog.lock import run_lock
+from cellsift.catalog import STATUS_INGESTED, Catalog, LakeLayout, run_lock, write_json_atomic
 from cellsift.pipeline._util import utc_now
 from cellsift.pipeline.analysis.params import ANALYSIS_VERSION, AnalysisParams
 from cellsift.pipeline.analysis.registration import build_registry

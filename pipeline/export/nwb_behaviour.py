@@ -24,7 +24,6 @@ from typing import Any, Final
 import numpy as np
 import pandas as pd
 
-from cellsift.pipeline.analysis import TONE_EVENTS, ClockMap, read_freezing
 from cellsift.pipeline.export.nwb_ophys import FrameClock
 from cellsift.schemas import CellsiftError
 
@@ -102,6 +101,8 @@ def add_events(nwbfile: Any, events: pd.DataFrame) -> list[str]:
     """Add the session's tones (``trials``), shocks and freezing epochs; return the tables added."""
     from pynwb.epoch import TimeIntervals
 
+    from cellsift.pipeline.analysis import TONE_EVENTS
+
     if events.empty:
         return []
     events = events.sort_values(["onset_s", "event_index"], kind="stable").reset_index(drop=True)
@@ -175,6 +176,8 @@ def _freezing_trace(
     behaviour: pd.DataFrame, events: pd.DataFrame
 ) -> tuple[np.ndarray, np.ndarray, str] | str:
     """Times on the imaging clock, 0/1 values and file of the freezing trace, or why there is none."""
+    from cellsift.pipeline.analysis import ClockMap, read_freezing
+
     traced = behaviour[behaviour["source"] == "trace"]
     path = str(traced["freezing_file"].iloc[0]) if len(traced) else ""
     if not path:

@@ -192,8 +192,18 @@ def new_nwbfile(
         start_note,
         "Times are seconds from session_start_time on the imaging clock (the first frame is 0 s).",
     ]
-    if "sex" not in _given(key, subjects):
-        notes.append("Subject sex, age and species were not recorded by cellsift (see subject fields).")
+    given = _given(key, subjects)
+    unknown = [
+        f"{name} '{fields[name]}'"
+        for name in ("species", "sex", "age")
+        if name in fields and name not in given
+    ]
+    if unknown:
+        notes.append(
+            "Not recorded by cellsift, written as defaults: subject "
+            + ", ".join(unknown)
+            + " ('U' and 'P0D/' mean unknown)."
+        )
     return NWBFile(
         session_description=_description(source),
         identifier=str(uuid.uuid4()),

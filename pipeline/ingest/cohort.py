@@ -42,9 +42,9 @@ from cellsift.catalog import (
     LakeLayout,
     SessionRecord,
     remove_tree_quietly,
+    run_lock,
     write_parquet_atomic,
 )
-from cellsift.catalog.lock import run_lock
 from cellsift.pipeline._util import utc_now
 from cellsift.pipeline.ingest.inputs import SessionInputs, compute_input_hash, read_session_inputs
 from cellsift.pipeline.ingest.manifest import SessionSpec, check_spec_files, read_manifest

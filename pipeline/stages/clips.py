@@ -23,7 +23,7 @@ import scipy.sparse as sp
 
 from cellsift.pipeline.stages.footprints import bounding_boxes, check_csr, check_dims
 from cellsift.pipeline.stages.transients import TransientResult
-from cellsift.schemas.errors import InputFormatError, ParameterError, SchemaError
+from cellsift.schemas import InputFormatError, ParameterError, SchemaError
 
 logger = logging.getLogger(__name__)
 

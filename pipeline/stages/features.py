@@ -35,8 +35,7 @@ from cellsift.pipeline._util import MAD_TO_SD
 from cellsift.pipeline.stages.footprints import check_csr, check_dims, shape_features
 from cellsift.pipeline.stages.overlap import OverlapResult, neighbour_trace_corr
 from cellsift.pipeline.stages.transients import TransientResult
-from cellsift.schemas.errors import InputFormatError, ParameterError, SchemaError
-from cellsift.schemas.tables import FEATURE_COLUMNS
+from cellsift.schemas import FEATURE_COLUMNS, InputFormatError, ParameterError, SchemaError
 
 logger = logging.getLogger(__name__)
 

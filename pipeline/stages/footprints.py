@@ -47,7 +47,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.spatial import ConvexHull, QhullError
 
-from cellsift.schemas.errors import InputFormatError, SchemaError
+from cellsift.schemas import InputFormatError, SchemaError
 
 logger = logging.getLogger(__name__)
 

@@ -27,9 +27,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from cellsift.catalog.atomic import publish_dir, remove_tree_quietly, write_parquet_atomic
-from cellsift.catalog.layout import LakeLayout
-from cellsift.catalog.store import SessionRecord
+from cellsift.catalog import LakeLayout, SessionRecord, publish_dir, remove_tree_quietly, write_parquet_atomic
 from cellsift.pipeline._util import utc_now
 from cellsift.pipeline.executor import PROCESSED, SessionOutcome
 from cellsift.pipeline.stages.clips import crop_footprints, crop_neighbour_masks, extract_clips
@@ -43,10 +41,14 @@ from cellsift.pipeline.stages.overlap import (
 )
 from cellsift.pipeline.stages.params import PipelineParams
 from cellsift.pipeline.stages.transients import TransientParams, TransientResult, detect_transients
-from cellsift.schemas.errors import LakeError
-from cellsift.schemas.keys import SessionKey
-from cellsift.schemas.tables import CELLS_SCHEMA, FEATURE_COLUMNS, SESSIONS_SCHEMA
-from cellsift.schemas.versions import PIPELINE_VERSION
+from cellsift.schemas import (
+    CELLS_SCHEMA,
+    FEATURE_COLUMNS,
+    PIPELINE_VERSION,
+    SESSIONS_SCHEMA,
+    LakeError,
+    SessionKey,
+)
 
 __all__ = ["SessionFootprints", "open_session_group", "session_graph", "session_key"]
 

@@ -15,7 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from cellsift.pipeline.stages.footprints import binarize
-from cellsift.schemas.errors import InputFormatError, ParameterError, SchemaError
+from cellsift.schemas import InputFormatError, ParameterError, SchemaError
 
 logger = logging.getLogger(__name__)
 

@@ -10,8 +10,7 @@ from cellsift.pipeline.provenance import stable_hash
 from cellsift.pipeline.stages.clips import ClipParams
 from cellsift.pipeline.stages.overlap import OverlapParams
 from cellsift.pipeline.stages.transients import TransientParams
-from cellsift.schemas.errors import ParameterError
-from cellsift.schemas.versions import PIPELINE_VERSION
+from cellsift.schemas import PIPELINE_VERSION, ParameterError
 
 __all__ = ["PipelineParams"]
 

@@ -19,10 +19,15 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from cellsift.catalog.atomic import remove_tree_quietly, write_json_atomic
-from cellsift.catalog.layout import LakeLayout
-from cellsift.catalog.lock import run_lock
-from cellsift.catalog.store import STATUS_INGESTED, Catalog, SessionRecord
+from cellsift.catalog import (
+    STATUS_INGESTED,
+    Catalog,
+    LakeLayout,
+    SessionRecord,
+    remove_tree_quietly,
+    run_lock,
+    write_json_atomic,
+)
 from cellsift.pipeline._util import utc_now
 from cellsift.pipeline.executor import (
     FAILED,
@@ -35,7 +40,7 @@ from cellsift.pipeline.executor import (
 from cellsift.pipeline.provenance import host_info, new_run_id, package_versions
 from cellsift.pipeline.stages.graph import session_graph, session_key
 from cellsift.pipeline.stages.params import PipelineParams
-from cellsift.schemas.versions import PIPELINE_VERSION
+from cellsift.schemas import PIPELINE_VERSION
 
 logger = logging.getLogger(__name__)
 

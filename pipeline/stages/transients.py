@@ -32,7 +32,7 @@ import numpy as np
 from scipy import ndimage, signal
 
 from cellsift.pipeline._util import MAD_OF_STD_NORMAL, diff_noise_sd
-from cellsift.schemas.errors import InputFormatError, ParameterError
+from cellsift.schemas import InputFormatError, ParameterError
 
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
     __version__ = "0+unknown"
 
 if TYPE_CHECKING:
-    from cellsift.catalog.lake import Lake
+    from cellsift.catalog import Lake
 
 __all__ = ["__version__", "open_lake"]
 
@@ -30,6 +30,6 @@ def open_lake(path: Any) -> Lake:
     >>> import cellsift
     >>> cells = cellsift.open_lake("lake").cells   # doctest: +SKIP
     """
-    from cellsift.catalog.lake import open_lake as _open
+    from cellsift.catalog import open_lake as _open
 
     return _open(path)

@@ -24,7 +24,15 @@ from cellsift.schemas import TABLES, SessionKey
 from tests.conftest import tiny_config
 
 # columns that legitimately differ between two runs of the same data
-_VOLATILE = {"run_id", "processed_at", "duration_s", "dataset_path", "clips_path", "analysed_at"}
+_VOLATILE = {
+    "run_id",
+    "cells_run_id",
+    "processed_at",
+    "duration_s",
+    "dataset_path",
+    "clips_path",
+    "analysed_at",
+}
 
 
 def _build(lake: Path, sources: list[Path], client) -> None:
