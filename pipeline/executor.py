@@ -22,6 +22,7 @@ import logging
 import threading
 import time
 import traceback as tb
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -47,7 +48,10 @@ PROCESSED: Final = "processed"
 SKIPPED: Final = "skipped"
 FAILED: Final = "failed"
 
-_CONTEXTS: dict[str, Any] = {}
+#: Per-worker contexts by key, most recently used last; at most :data:`MAX_WORKER_CONTEXTS`.
+_CONTEXTS: OrderedDict[str, Any] = OrderedDict()
+#: Contexts (e.g. loaded models) a worker process keeps before it drops the least recently used.
+MAX_WORKER_CONTEXTS: Final = 4
 _CONTEXTS_LOCK = threading.Lock()
 
 
@@ -158,8 +162,12 @@ def _worker_context(init_key: str, init: Callable[..., Any] | None, init_args: t
     if init is None:
         return None
     with _CONTEXTS_LOCK:
-        if init_key not in _CONTEXTS:
+        if init_key in _CONTEXTS:
+            _CONTEXTS.move_to_end(init_key)
+        else:
             _CONTEXTS[init_key] = init(*init_args)
+            while len(_CONTEXTS) > MAX_WORKER_CONTEXTS:
+                _CONTEXTS.popitem(last=False)
         return _CONTEXTS[init_key]
 
 

@@ -14,7 +14,7 @@ from cellsift.schemas.errors import (
     SessionNotFoundError,
 )
 from cellsift.schemas.files import CARD_FILE, TABLE_PART_FILE, TRUTH_FILE
-from cellsift.schemas.keys import SessionKey
+from cellsift.schemas.keys import SessionKey, animal_slug
 from cellsift.schemas.tables import (
     CELLS_SCHEMA,
     FEATURE_COLUMNS,
@@ -37,6 +37,7 @@ __all__ = [
     "CARD_FILE",
     "PIPELINE_VERSION",
     "SessionKey",
+    "animal_slug",
     "TABLE_PART_FILE",
     "TRUTH_FILE",
     "ParameterError",

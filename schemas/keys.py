@@ -13,9 +13,20 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
-__all__ = ["SessionKey"]
+__all__ = ["SessionKey", "animal_slug"]
 
 _SLUG_UNSAFE: Final = re.compile(r"[^A-Za-z0-9._+]+")
+
+
+def _slug(parts: tuple[str, ...]) -> str:
+    readable = "_".join(_SLUG_UNSAFE.sub("_", part).strip("_")[:24] or "x" for part in parts)
+    digest = hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:12]
+    return f"{readable}.{digest}"
+
+
+def animal_slug(cohort: str, animal: str) -> str:
+    """A file-safe name unique per ``(cohort, animal)`` (per-animal figures, registry tasks)."""
+    return _slug((cohort, animal))
 
 
 @dataclass(frozen=True, order=True)
@@ -51,11 +62,7 @@ class SessionKey:
         which keeps names apart that differ only in characters the readable part drops
         (``-``, ``/``, spaces, non-ASCII).
         """
-        readable = "_".join(
-            _SLUG_UNSAFE.sub("_", part).strip("_")[:24] or "x"
-            for part in (self.cohort, self.animal, self.session)
-        )
-        return f"{readable}.{self.digest}"
+        return _slug(self.as_tuple())
 
     def staging_name(self, kind: str, run_id: str, *, suffix: str = "") -> str:
         """Name of a staging folder or file of this session in the lake's ``tmp/``.

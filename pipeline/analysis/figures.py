@@ -338,14 +338,14 @@ def heatmap_figure(
 
 def selectivity_frame(summary: pd.DataFrame) -> pd.DataFrame:
     good = summary[summary["is_good"]]
-    agg = good.groupby(["animal", "stage", "day"], as_index=False).agg(
+    agg = good.groupby(["cohort", "animal", "stage", "day"], as_index=False).agg(
         n_good=("unit_id", "size"),
         n_cs_plus=("cs_plus_selective", "sum"),
         n_cs_minus=("cs_minus_selective", "sum"),
     )
     agg["frac_cs_plus"] = agg["n_cs_plus"] / agg["n_good"].where(agg["n_good"] > 0)
     agg["frac_cs_minus"] = agg["n_cs_minus"] / agg["n_good"].where(agg["n_good"] > 0)
-    return agg.sort_values(["animal", "day"])
+    return agg.sort_values(["cohort", "animal", "day"])
 
 
 def _selectivity_axes(
@@ -440,15 +440,18 @@ def cohort_figure(sel: pd.DataFrame, beh: pd.DataFrame, stages: list[str], path:
     has_beh = not beh.empty
     fig = _figure(9.0 if has_beh else 5.0, 3.8)
     axes = np.atleast_1d(fig.subplots(1, 2 if has_beh else 1))
-    for _animal, sub in sel.groupby("animal"):
+    for _animal, sub in sel.groupby(["cohort", "animal"]):
         _selectivity_axes(axes[0], sub, stages, label_prefix=None, alpha=0.3, lw=0.8, marker=".")
     mean = sel.groupby("stage", as_index=False)[["frac_cs_plus", "frac_cs_minus"]].mean()
     _selectivity_axes(axes[0], mean, stages, label_prefix="mean ")
     axes[0].set_ylim(0, _top(sel))
-    axes[0].set_title(f"Cohort: tone-selective good cells ({sel['animal'].nunique()} animals)", fontsize=10)
+    axes[0].set_title(
+        f"Cohort: tone-selective good cells ({sel[['cohort', 'animal']].drop_duplicates().shape[0]} animals)",
+        fontsize=10,
+    )
     axes[0].legend(fontsize=8, frameon=False)
     if has_beh:
-        for _animal, sub in beh.groupby("animal"):
+        for _animal, sub in beh.groupby(["cohort", "animal"]):
             _behaviour_axes(axes[1], sub, stages, alpha=0.3, lw=0.8, label=False)
         mean_b = beh.groupby(["stage", "trial_type"], as_index=False)["freezing_pct"].mean()
         _behaviour_axes(axes[1], mean_b, stages)

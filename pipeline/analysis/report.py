@@ -3,13 +3,13 @@
 ``cellsift report --lake LAKE --out DIR`` (:func:`render_report`) draws, from the
 analysis tables (``cellsift analyze`` first; figures by :mod:`.figures`):
 
-* per session, ``<cohort>_<animal>_<session>_footprints.png``: every unit's footprint contour over
+* per session, ``<session slug>_footprints.png``: every unit's footprint contour over
   the maximum projection, coloured by curation (good cells green; CS+-selective good
   cells magenta, CS--selective cyan; cells excluded from analysis red, dashed);
-* per session, ``<cohort>_<animal>_<session>_heatmaps.png``: trial-averaged ΔF/F (each trial minus
+* per session, ``<session slug>_heatmaps.png``: trial-averaged ΔF/F (each trial minus
   its pre-tone baseline) of the good cells around CS+ and CS- onsets, rows in the same
   order in both panels (sorted by CS+ response), with the population mean below;
-* per animal, ``<cohort>_<animal>_selectivity.png``: the fraction of good cells that are
+* per animal, ``<animal slug>_selectivity.png``: the fraction of good cells that are
   CS+-selective and CS--selective across stages (and freezing to CS+ / CS- when the
   ``behaviour`` table has it);
 * ``cohort_summary.png``: the same for all animals together;
@@ -37,7 +37,7 @@ from cellsift.pipeline.analysis.figures import (
     selectivity_frame,
     stage_order,
 )
-from cellsift.schemas import ANALYSIS_TABLES, LakeError
+from cellsift.schemas import ANALYSIS_TABLES, LakeError, SessionKey, animal_slug
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ def _session_figures(
             else events
         )
         title = f"{row.animal} {row.session} ({row.stage}, day {row.day})"
-        stem = f"{row.cohort}_{row.animal}_{row.session}"
+        stem = SessionKey(row.cohort, row.animal, row.session).slug
         entry: dict[str, str | None] = {"footprints": None, "heatmaps": None}
         try:
             group = zarr.open_group(str(lk.root / str(catalog.loc[key, "dataset_path"])), mode="r")
@@ -114,17 +114,14 @@ def _animal_figures(
 ) -> dict[tuple[str, str], str]:
     """The selectivity (and freezing) figure of every animal."""
     animal_figs: dict[tuple[str, str], str] = {}
-    cohort_of = dict(zip(summary["animal"], summary["cohort"], strict=True))
-    for (cohort, animal), sub in sel.assign(cohort=sel["animal"].map(cohort_of)).groupby(
-        ["cohort", "animal"]
-    ):
+    for (cohort, animal), sub in sel.groupby(["cohort", "animal"]):
         beh = (
             behaviour[(behaviour["cohort"] == cohort) & (behaviour["animal"] == animal)]
             if len(behaviour)
             else behaviour
         )
         animal_figs[(cohort, animal)] = animal_figure(
-            animal, sub, beh, stages, out / f"{cohort}_{animal}_selectivity.png"
+            animal, sub, beh, stages, out / f"{animal_slug(cohort, animal)}_selectivity.png"
         )
     return animal_figs
 
@@ -142,10 +139,10 @@ def _counts(sel: pd.DataFrame, behaviour: pd.DataFrame) -> pd.DataFrame:
     )
     if len(behaviour):
         fr = behaviour.pivot_table(
-            index=["animal", "stage"], columns="trial_type", values="freezing_pct"
+            index=["cohort", "animal", "stage"], columns="trial_type", values="freezing_pct"
         ).reset_index()
-        fr.columns = [c if c in ("animal", "stage") else f"freezing % {c}" for c in fr.columns]
-        counts = counts.merge(fr, on=["animal", "stage"], how="left")
+        fr.columns = [c if c in ("cohort", "animal", "stage") else f"freezing % {c}" for c in fr.columns]
+        counts = counts.merge(fr, on=["cohort", "animal", "stage"], how="left")
     return counts
 
 

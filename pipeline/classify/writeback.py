@@ -135,8 +135,7 @@ def write_predictions(lake: str | PathLike[str], predictions: pd.DataFrame) -> i
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from cellsift.catalog import LakeLayout, write_parquet_atomic
-    from cellsift.catalog.lock import run_lock
+    from cellsift.catalog import LakeLayout, run_lock, write_parquet_atomic
     from cellsift.schemas import CELLS_SCHEMA
 
     layout = LakeLayout(Path(lake))

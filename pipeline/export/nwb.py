@@ -130,26 +130,17 @@ def _cellsift_version() -> str:
     return str(__version__)
 
 
-def _build(
-    layout: LakeLayout,
-    source: SessionSource,
-    *,
-    video: str,
-    out_dir: Path,
-    subjects: Mapping[str, Mapping[str, str]],
-    timezone: tzinfo | None,
-    location: str | None,
-) -> tuple[Any, str, list[str], list[str]]:
-    """The NWB file of one session (not yet written), the video mode, warnings, contents."""
-    nwbfile = new_nwbfile(source, subjects=subjects, timezone=timezone, cellsift_version=_cellsift_version())
-    plane = add_imaging_plane(nwbfile, source, location=location)
-    clock = FrameClock(source.time_s, source.fps)
-    notes: list[str] = []
-    written, video_notes = add_video(nwbfile, plane, source, mode=video, out_dir=out_dir, clock=clock)
-    notes += video_notes
+def _add_ophys(
+    layout: LakeLayout, nwbfile: Any, plane: Any, source: SessionSource, clock: FrameClock
+) -> list[str]:
+    """The ``ophys`` module: ROIs, traces, summary images, cell registry; returns warnings."""
     module = nwbfile.create_processing_module(
         name="ophys", description="Cell candidates, their traces and summary images (cellsift)."
     )
+    add_summary_images(module, source)
+    if source.n_units == 0:
+        return ["the session has no ROIs: no segmentation, traces or cell registry"]
+    notes = []
     cells = None
     if cells_are_current(layout, source):
         cells = session_table(layout, "cells", source.key)
@@ -162,17 +153,44 @@ def _build(
     if dff is None:
         notes.append("no dF/F: the traces table has no rows for the session (run 'cellsift analyze')")
     add_traces(module, ps, source, dff, clock)
-    add_summary_images(module, source)
-    contents = ["PlaneSegmentation", "Fluorescence", "Deconvolved"] + (["dff"] if dff is not None else [])
-    if add_cell_registry(module, ps, session_table(layout, "cell_registry", source.key), source.unit_ids):
-        contents.append("cell_registry")
+    add_cell_registry(module, ps, session_table(layout, "cell_registry", source.key), source.unit_ids)
+    return notes
+
+
+def _contents(nwbfile: Any) -> list[str]:
+    """Names of the main parts of ``nwbfile`` (for the outcome)."""
+    ophys = nwbfile.processing["ophys"].data_interfaces
+    parts = [name for name in ("Fluorescence", "Deconvolved", "dff", "cell_registry") if name in ophys]
+    if "ImageSegmentation" in ophys:
+        parts.insert(0, "PlaneSegmentation")
+    parts += ["OnePhotonSeries"] if "OnePhotonSeries" in nwbfile.acquisition else []
+    parts += ["trials"] if nwbfile.trials is not None else []
+    parts += list(nwbfile.events or {}) + [n for n in nwbfile.intervals if n != "trials"]
+    if "behavior" in nwbfile.processing:
+        parts += list(nwbfile.processing["behavior"].data_interfaces)
+    return parts
+
+
+def _build(
+    layout: LakeLayout,
+    source: SessionSource,
+    *,
+    video: str,
+    out_dir: Path,
+    subjects: Mapping[str, Mapping[str, str]],
+    timezone: tzinfo | None,
+    location: str | None,
+) -> tuple[Any, str, list[str]]:
+    """The NWB file of one session (not yet written), the video mode written and warnings."""
+    nwbfile = new_nwbfile(source, subjects=subjects, timezone=timezone, cellsift_version=_cellsift_version())
+    plane = add_imaging_plane(nwbfile, source, location=location)
+    clock = FrameClock(source.time_s, source.fps)
+    written, notes = add_video(nwbfile, plane, source, mode=video, out_dir=out_dir, clock=clock)
+    notes += _add_ophys(layout, nwbfile, plane, source, clock)
     events = session_table(layout, "events", source.key)
-    contents += add_events(nwbfile, events)
-    behaviour = session_table(layout, "behaviour", source.key)
-    notes += add_freezing(nwbfile, behaviour, events)
-    if not behaviour.empty:
-        contents.append("freezing")
-    return nwbfile, written, notes, contents
+    add_events(nwbfile, events)
+    notes += add_freezing(nwbfile, session_table(layout, "behaviour", source.key), events)
+    return nwbfile, written, notes
 
 
 def _write_atomic(nwbfile: Any, path: Path) -> None:
@@ -199,10 +217,9 @@ def _export_one(
     try:
         source = open_session(layout, record)
         path = nwb_path(out_dir, key)
-        nwbfile, written, notes, contents = _build(
-            layout, source, video=video, out_dir=path.parent, **options
-        )
+        nwbfile, written, notes = _build(layout, source, video=video, out_dir=path.parent, **options)
         _write_atomic(nwbfile, path)
+        contents = _contents(nwbfile)
     except Exception as exc:  # one bad session never stops the others
         if isinstance(exc, CellsiftError):
             message = exc.one_line()

@@ -97,17 +97,16 @@ def _clock_text(events: pd.DataFrame) -> str:
     )
 
 
-def add_events(nwbfile: Any, events: pd.DataFrame) -> list[str]:
-    """Add the session's tones (``trials``), shocks and freezing epochs; return the tables added."""
+def add_events(nwbfile: Any, events: pd.DataFrame) -> None:
+    """Add the session's tones (``trials``), shocks (``events/shocks``) and freezing epochs."""
     from pynwb.epoch import TimeIntervals
 
     from cellsift.pipeline.analysis import TONE_EVENTS
 
     if events.empty:
-        return []
+        return
     events = events.sort_values(["onset_s", "event_index"], kind="stable").reset_index(drop=True)
     clock = _clock_text(events)
-    added = []
     tones = events[events["event"].isin(TONE_EVENTS)]
     if len(tones):
         frame = tones.assign(
@@ -122,11 +121,9 @@ def add_events(nwbfile: Any, events: pd.DataFrame) -> list[str]:
         nwbfile.trials = _table(
             TimeIntervals, "trials", "Conditioned-stimulus tones (CS+ and CS-). " + clock, frame, docs
         )
-        added.append("trials")
     shocks = events[events["event"] == "shock"]
     if len(shocks):
         nwbfile.add_events_table(_shocks(shocks, "Footshocks. " + clock))
-        added.append("shocks")
     epochs = events[events["event"] == "freezing"]
     if len(epochs):
         frame = epochs.assign(start_time=epochs["onset_s"], stop_time=epochs["offset_s"])
@@ -141,8 +138,6 @@ def add_events(nwbfile: Any, events: pd.DataFrame) -> list[str]:
                 docs,
             )
         )
-        added.append("freezing_epochs")
-    return added
 
 
 def _shocks(shocks: pd.DataFrame, description: str) -> Any:
@@ -233,16 +228,16 @@ def add_freezing(nwbfile: Any, behaviour: pd.DataFrame, events: pd.DataFrame) ->
     return []
 
 
-def add_cell_registry(module: Any, ps: Any, registry: pd.DataFrame, unit_ids: np.ndarray) -> bool:
-    """Add the session's ``cell_registry`` rows as a ``DynamicTable``; return whether any were added."""
+def add_cell_registry(module: Any, ps: Any, registry: pd.DataFrame, unit_ids: np.ndarray) -> None:
+    """Add the session's ``cell_registry`` rows (those of units in ``ps``) as a ``DynamicTable``."""
     from hdmf.common import DynamicTable
 
     if registry.empty:
-        return False
+        return
     position = {int(u): i for i, u in enumerate(unit_ids)}
     rows = registry[registry["unit_id"].astype(np.int64).isin(list(position))].drop_duplicates("unit_id")
     if rows.empty:
-        return False
+        return
     rows = rows.reset_index(drop=True)
     table = _table(
         DynamicTable,
@@ -260,4 +255,3 @@ def add_cell_registry(module: Any, ps: Any, registry: pd.DataFrame, unit_ids: np
         table=ps,
     )
     module.add(table)
-    return True

@@ -86,6 +86,15 @@ def check_subjects(subjects: Mapping[str, Mapping[str, str]] | None) -> dict[str
                 field="subjects",
                 fix=f"use {', '.join(SUBJECT_FIELDS)}",
             )
+        born = str(fields.get("date_of_birth") or "")
+        try:
+            _ = datetime.fromisoformat(born) if born else None
+        except ValueError:
+            raise ParameterError(
+                f"date_of_birth '{born}' of '{animal}' is not an ISO date",
+                field="subjects",
+                fix="write it as YYYY-MM-DD",
+            ) from None
         out[str(animal)] = {k: str(v) for k, v in fields.items()}
     return out
 
@@ -110,11 +119,11 @@ def session_start_time(source: SessionSource, timezone: tzinfo | None) -> tuple[
             if start.tzinfo is None:
                 start = start.replace(tzinfo=timezone) if timezone is not None else start.astimezone()
                 zone = (
-                    "the time zone given to the export" if timezone is not None else "the exporting machine's"
+                    "the time zone given to the export"
+                    if timezone is not None
+                    else "this machine's time zone"
                 )
-                note = (
-                    f"recordingStartTime of the Miniscope metaData.json, local time read in {zone} time zone"
-                )
+                note = f"recordingStartTime of the Miniscope metaData.json, a local time read in {zone}"
             else:
                 note = "recordingStartTime of the Miniscope metaData.json"
             return start, f"session_start_time: {note}."
@@ -136,7 +145,7 @@ def session_start_time(source: SessionSource, timezone: tzinfo | None) -> tuple[
 
 
 def _subject_fields(key: SessionKey, subjects: Mapping[str, Mapping[str, str]]) -> dict[str, str]:
-    given = dict(subjects.get(f"{key.cohort}/{key.animal}") or subjects.get(key.animal) or {})
+    given = _given(key, subjects)
     fields: dict[str, str] = {"species": DEFAULT_SPECIES, "sex": UNKNOWN_SEX}
     if "date_of_birth" not in given:
         fields["age"] = UNKNOWN_AGE

@@ -23,30 +23,38 @@ def test_help_lists_commands():
 
 
 def test_missing_lake_is_one_line_and_exit_1(tmp_path):
-    proc = subprocess.run([str(BIN / "cellsift"), "query", "--lake", str(tmp_path / "nolake"), "SELECT 1"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [str(BIN / "cellsift"), "query", "--lake", str(tmp_path / "nolake"), "SELECT 1"],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 1
     assert proc.stderr.strip().count("\n") == 0
     assert "catalog.sqlite is missing" in proc.stderr and "cellsift ingest" in proc.stderr
     assert "Traceback" not in proc.stderr
-    proc = subprocess.run([str(BIN / "cellsift"), "run", "--lake", str(tmp_path / "nolake")],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [str(BIN / "cellsift"), "run", "--lake", str(tmp_path / "nolake")], capture_output=True, text=True
+    )
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
 
 
 def test_bad_manifest_is_one_line(tmp_path):
     manifest = tmp_path / "cohort.csv"
     manifest.write_text("cohort,animal\nx,y\n")
-    proc = subprocess.run([str(BIN / "cellsift"), "ingest", str(manifest), "--lake", str(tmp_path / "lake")],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [str(BIN / "cellsift"), "ingest", str(manifest), "--lake", str(tmp_path / "lake")],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     assert str(manifest) in proc.stderr
 
 
 def test_run_then_query_to_csv_and_parquet(tiny_lake, tmp_path):
-    result = runner.invoke(app, ["run", "--lake", str(tiny_lake), "--workers", "2", "--dashboard-port", "0",
-                                 "--no-progress"])
+    result = runner.invoke(
+        app, ["run", "--lake", str(tiny_lake), "--workers", "2", "--dashboard-port", "0", "--no-progress"]
+    )
     assert result.exit_code == 0, result.output
     assert "Dask dashboard: http://" in result.output
     assert "4 processed" in result.output
@@ -58,8 +66,9 @@ def test_run_then_query_to_csv_and_parquet(tiny_lake, tmp_path):
     assert cells.loc[cells["label"] == "good", "reason"].isna().all()
     assert cells["overlap_flag"].any()
     # a second run finds everything up to date, also the classification
-    again = runner.invoke(app, ["run", "--lake", str(tiny_lake), "--workers", "1", "--dashboard-port", "0",
-                                "--no-progress"])
+    again = runner.invoke(
+        app, ["run", "--lake", str(tiny_lake), "--workers", "1", "--dashboard-port", "0", "--no-progress"]
+    )
     assert again.exit_code == 0 and "already classified" in again.output, again.output
     sql = "SELECT animal, count(*) AS n FROM cells GROUP BY animal ORDER BY animal"
     result = runner.invoke(app, ["query", "--lake", str(tiny_lake), sql])
@@ -80,29 +89,29 @@ def test_run_then_query_to_csv_and_parquet(tiny_lake, tmp_path):
 def test_local_cluster_dashboard_serves(tmp_path):
     import urllib.request
 
-    from cellsift.cli.app import _start_client
+    from cellsift.cli._common import dask_client
 
-    client, cluster = _start_client(None, 1, 1, "2GiB", 0)
-    try:
+    with dask_client(scheduler=None, workers=1, memory_limit="2GiB", dashboard_port=0) as client:
         link = client.dashboard_link
         assert link.startswith("http://")
         with urllib.request.urlopen(link, timeout=30) as response:
             assert response.status == 200
             page = response.read().decode("utf-8", "replace")
         assert "Dask" in page
-    finally:
-        client.close()
-        cluster.close()
 
 
 def test_analyze_and_report_commands(tiny_lake, tmp_path):
     for args in (["run"], ["analyze"]):
-        result = runner.invoke(app, [*args, "--lake", str(tiny_lake), "--workers", "1", "--dashboard-port", "0"]
-                               + (["--no-progress"] if args == ["run"] else []))
+        result = runner.invoke(
+            app,
+            [*args, "--lake", str(tiny_lake), "--workers", "1", "--dashboard-port", "0"]
+            + (["--no-progress"] if args == ["run"] else []),
+        )
         assert result.exit_code == 0, result.output
     assert "analysis: 4 processed" in result.output
-    result = runner.invoke(app, ["query", "--lake", str(tiny_lake),
-                                 "SELECT count(*) AS n FROM trial_responses"])
+    result = runner.invoke(
+        app, ["query", "--lake", str(tiny_lake), "SELECT count(*) AS n FROM trial_responses"]
+    )
     assert result.exit_code == 0 and "(1 rows)" in result.output
     out = tmp_path / "report"
     result = runner.invoke(app, ["report", "--lake", str(tiny_lake), "--out", str(out)])
@@ -111,27 +120,81 @@ def test_analyze_and_report_commands(tiny_lake, tmp_path):
 
 
 def test_train_evaluate_and_models_list(tiny_lake, tmp_path):
-    result = runner.invoke(app, ["run", "--lake", str(tiny_lake), "--workers", "1", "--dashboard-port", "0",
-                                 "--no-progress", "--no-classify"])
+    result = runner.invoke(
+        app,
+        [
+            "run",
+            "--lake",
+            str(tiny_lake),
+            "--workers",
+            "1",
+            "--dashboard-port",
+            "0",
+            "--no-progress",
+            "--no-classify",
+        ],
+    )
     assert result.exit_code == 0 and "classification" not in result.output, result.output
-    result = runner.invoke(app, ["train", "--lake", str(tiny_lake), "--kind", "features", "--model-id", "lab-v1",
-                                 "--source", "simulator"])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--lake",
+            str(tiny_lake),
+            "--kind",
+            "features",
+            "--model-id",
+            "lab-v1",
+            "--source",
+            "simulator",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert (tiny_lake / "models" / "lab-v1" / "card.json").is_file()
     result = runner.invoke(app, ["models", "list", "--lake", str(tiny_lake)])
     assert result.exit_code == 0 and "lab-v1" in result.output and "default" in result.output
     report = tmp_path / "report"
-    result = runner.invoke(app, ["evaluate", "--lake", str(tiny_lake), "--model", "default", "--report", str(report)])
+    result = runner.invoke(
+        app, ["evaluate", "--lake", str(tiny_lake), "--model", "default", "--report", str(report)]
+    )
     assert result.exit_code == 0, result.output
     assert "balanced accuracy" in result.output and (report / "report.json").is_file()
-    result = runner.invoke(app, ["run", "--lake", str(tiny_lake), "--workers", "1", "--dashboard-port", "0",
-                                 "--no-progress", "--model", "lab-v1"])
+    result = runner.invoke(
+        app,
+        [
+            "run",
+            "--lake",
+            str(tiny_lake),
+            "--workers",
+            "1",
+            "--dashboard-port",
+            "0",
+            "--no-progress",
+            "--model",
+            "lab-v1",
+        ],
+    )
     assert result.exit_code == 0 and "classification (lab-v1)" in result.output, result.output
-    result = runner.invoke(app, ["montage", "--lake", str(tiny_lake), "--out", str(tmp_path / "calls.png"), "--n", "4"])
+    result = runner.invoke(
+        app, ["montage", "--lake", str(tiny_lake), "--out", str(tmp_path / "calls.png"), "--n", "4"]
+    )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "calls.png").stat().st_size > 10_000
-    result = runner.invoke(app, ["run", "--lake", str(tiny_lake), "--workers", "1", "--dashboard-port", "0",
-                                 "--no-progress", "--model", "no-such-model"])
+    result = runner.invoke(
+        app,
+        [
+            "run",
+            "--lake",
+            str(tiny_lake),
+            "--workers",
+            "1",
+            "--dashboard-port",
+            "0",
+            "--no-progress",
+            "--model",
+            "no-such-model",
+        ],
+    )
     assert result.exit_code == 1 and "no-such-model" in result.output
     result = runner.invoke(app, ["train", "--kind", "features"])
     assert result.exit_code == 1 and "--lake" in result.output

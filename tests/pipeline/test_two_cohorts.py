@@ -20,7 +20,6 @@ from cellsift.pipeline.ingest import ingest_cohort
 from cellsift.pipeline.sim import simulate_cohort
 from cellsift.pipeline.stages import run_pipeline
 from cellsift.schemas import TABLES, SessionKey
-
 from tests.conftest import tiny_config
 
 # columns that legitimately differ between two runs of the same data

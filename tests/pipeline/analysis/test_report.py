@@ -11,7 +11,7 @@ import pytest
 from cellsift.catalog import Catalog
 from cellsift.pipeline.analysis.report import render_report
 from cellsift.pipeline.analysis.tables import build_analysis_tables
-from cellsift.schemas import LakeError
+from cellsift.schemas import LakeError, SessionKey, animal_slug
 from tests.pipeline.analysis.synthetic_lake import PARAMS, build_synthetic_lake
 
 
@@ -30,9 +30,10 @@ def test_report_renders_every_figure(tmp_path):
     assert index == tmp_path / "report" / "index.html"
     html = index.read_text()
     links = set(re.findall(r"src='([^']+\.png)'", html))
-    expected = {"cohort_summary.png", "syn_m01_selectivity.png"}
+    expected = {"cohort_summary.png", f"{animal_slug('syn', 'm01')}_selectivity.png"}
     for session in truth:
-        expected |= {f"syn_m01_{session}_footprints.png", f"syn_m01_{session}_heatmaps.png"}
+        slug = SessionKey("syn", "m01", session).slug
+        expected |= {f"{slug}_footprints.png", f"{slug}_heatmaps.png"}
     assert links == expected
     for name in links:
         img = _png(index.parent / name)
@@ -42,7 +43,7 @@ def test_report_renders_every_figure(tmp_path):
     assert "WHERE is_good AND cs_plus_selective" in html and "9 cells." in html
     assert "freezing % CS+" in html
     # the heatmap of d1 has the CS+ block on top (cells sorted by CS+ response)
-    heat = _png(index.parent / "syn_m01_d1_conditioning_heatmaps.png")
+    heat = _png(index.parent / f"{SessionKey('syn', 'm01', 'd1_conditioning').slug}_heatmaps.png")
     assert heat.shape[1] > heat.shape[0] * 0.5
 
 

@@ -52,9 +52,17 @@ def test_every_session_is_exported_atomically(linked):
         assert o.path is not None and o.path.is_file() and o.path.suffix == ".nwb"
         assert o.path.parent.name == o.key.animal and o.path.parent.parent.name == o.key.cohort
         assert o.video == "link" and not o.warnings, o.warnings
-        assert {"PlaneSegmentation", "Fluorescence", "Deconvolved", "dff", "trials", "cell_registry"} <= set(
-            o.contents
-        )
+        assert {
+            "PlaneSegmentation",
+            "Fluorescence",
+            "Deconvolved",
+            "dff",
+            "trials",
+            "cell_registry",
+            "OnePhotonSeries",
+            "freezing_summary",
+            "BehavioralTimeSeries",
+        } <= set(o.contents)
         leftovers = [p.name for p in o.path.parent.iterdir() if p.name.startswith(".")]
         assert not leftovers, leftovers
     assert any("shocks" in o.contents for o in linked)
@@ -81,7 +89,9 @@ def test_cellsift_reader_reads_footprints_and_traces_back(analysed_lake, linked,
 def test_nwbinspector_finds_nothing_critical(linked, copied):
     from nwbinspector import Importance, inspect_nwbfile
 
-    for outcome in [*linked, copied]:
+    with_shocks = next(o for o in linked if "shocks" in o.contents)
+    without = next(o for o in linked if "shocks" not in o.contents)
+    for outcome in (with_shocks, without, copied):
         messages = list(inspect_nwbfile(nwbfile_path=str(outcome.path)))
         bad = [
             f"{m.importance.name} {m.check_function_name} {m.object_name}: {m.message}"
@@ -200,30 +210,30 @@ def test_video_link_points_at_every_chunk_with_its_starting_frame(lake_copy, tmp
 
 
 def test_video_none_and_a_missing_source_video(lake_copy, tmp_path):
-    (none,) = export_nwb(lake_copy, tmp_path / "none", sessions=["m01/d3_extinction"], video="none")
+    (none,) = export_nwb(lake_copy, tmp_path / "none", sessions=["m01/d2_extinction"], video="none")
     io, nwb = _read_nwb(none.path)
     with io:
         assert "OnePhotonSeries" not in nwb.acquisition
     catalog = cellsift.open_lake(lake_copy).catalog.set_index(["animal", "session"])
-    store = zarr.open_group(str(lake_copy / catalog.loc[("m01", "d3_extinction"), "dataset_path"]), mode="r+")
+    store = zarr.open_group(str(lake_copy / catalog.loc[("m01", "d2_extinction"), "dataset_path"]), mode="r+")
     store.attrs["source_video"] = str(tmp_path / "moved-away")
-    (gone,) = export_nwb(lake_copy, tmp_path / "gone", sessions=["m01/d3_extinction"])
+    (gone,) = export_nwb(lake_copy, tmp_path / "gone", sessions=["m01/d2_extinction"])
     assert gone.status == EXPORTED and gone.video == "none"
     assert any("is gone" in w for w in gone.warnings), gone.warnings
 
 
 def test_one_bad_session_does_not_stop_the_others(lake_copy, tmp_path):
     catalog = cellsift.open_lake(lake_copy).catalog.set_index(["animal", "session"])
-    shutil.rmtree(lake_copy / catalog.loc[("m01", "d3_extinction"), "dataset_path"] / "A")
+    shutil.rmtree(lake_copy / catalog.loc[("m01", "d2_extinction"), "dataset_path"] / "A")
     outcomes = export_nwb(
-        lake_copy, tmp_path / "out", sessions=["tiny/m01/d1_conditioning", "m01/d3_extinction"], video="none"
+        lake_copy, tmp_path / "out", sessions=["tiny/m01/d1_conditioning", "m01/d2_extinction"], video="none"
     )
     status = {o.key.session: o for o in outcomes}
     assert status["d1_conditioning"].status == EXPORTED
-    bad = status["d3_extinction"]
+    bad = status["d2_extinction"]
     assert bad.failed and bad.path is None
-    assert bad.line.startswith("FAILED tiny/m01/d3_extinction: ") and "\n" not in bad.line
-    assert not (tmp_path / "out" / "tiny" / "m01" / "d3_extinction.nwb").exists()
+    assert bad.line.startswith("FAILED tiny/m01/d2_extinction: ") and "\n" not in bad.line
+    assert not (tmp_path / "out" / "tiny" / "m01" / "d2_extinction.nwb").exists()
     assert [p.name for p in (tmp_path / "out" / "tiny" / "m01").iterdir()] == ["d1_conditioning.nwb"]
 
 

@@ -107,7 +107,9 @@ def test_spatial_features_shape_checks() -> None:
         spatial_features(np.zeros((2, 1, 21, 8, 8)), np.ones((2, 1), bool), np.zeros((2, 6, 6)))
     with pytest.raises(SchemaError):
         spatial_features(
-            np.zeros((1, 1, 5, 8, 8)), np.ones((1, 1), bool), np.zeros((1, 8, 8)),
+            np.zeros((1, 1, 5, 8, 8)),
+            np.ones((1, 1), bool),
+            np.zeros((1, 8, 8)),
             params=SpatialParams(n_before=10),
         )
 
@@ -118,8 +120,15 @@ def test_session_features_all_columns(scene: dict) -> None:
     clips, valid, fp = run_clips(scene, [t.peak_frames for t in transients])
     ov = compute_overlap(binarize(A))
     f = session_features(
-        A=A, dims=(H, W), C_raw=C_raw, fps=FPS, transients=transients, overlap=ov,
-        clips=clips, valid=valid, fp_crops=fp,
+        A=A,
+        dims=(H, W),
+        C_raw=C_raw,
+        fps=FPS,
+        transients=transients,
+        overlap=ov,
+        clips=clips,
+        valid=valid,
+        fp_crops=fp,
     )
     assert list(f) == [*FEATURE_COLUMNS, "centroid_y", "centroid_x"]
     for name, v in f.items():
@@ -146,8 +155,15 @@ def test_session_features_degenerate_and_no_movie() -> None:
     transients = detect_all(C_raw, fps=FPS)
     ov = compute_overlap(binarize(A))
     f = session_features(
-        A=A, dims=(H, W), C_raw=C_raw, fps=FPS, transients=transients, overlap=ov,
-        clips=None, valid=None, fp_crops=None,
+        A=A,
+        dims=(H, W),
+        C_raw=C_raw,
+        fps=FPS,
+        transients=transients,
+        overlap=ov,
+        clips=None,
+        valid=None,
+        fp_crops=None,
     )
     for name, v in f.items():
         if name in ("spatial_corr", "spatial_corr_min", "peak_contrast"):
@@ -158,8 +174,15 @@ def test_session_features_degenerate_and_no_movie() -> None:
 
     clips = np.zeros((k, 1, 21, 8, 8), dtype=np.float32)
     f2 = session_features(
-        A=A, dims=(H, W), C_raw=C_raw, fps=FPS, transients=transients, overlap=ov,
-        clips=clips, valid=np.ones((k, 1), bool), fp_crops=np.zeros((k, 8, 8), np.float32),
+        A=A,
+        dims=(H, W),
+        C_raw=C_raw,
+        fps=FPS,
+        transients=transients,
+        overlap=ov,
+        clips=clips,
+        valid=np.ones((k, 1), bool),
+        fp_crops=np.zeros((k, 8, 8), np.float32),
     )
     assert all(np.all(np.isfinite(v)) for v in f2.values())
 
@@ -169,6 +192,13 @@ def test_session_features_unit_count_mismatch(scene: dict) -> None:
     transients = [TransientResult(np.array([0]), np.zeros(1), 0, 0.0, 0.0, 0.0, 0.0)] * 3
     with pytest.raises(SchemaError):
         session_features(
-            A=A, dims=(H, W), C_raw=scene["C_raw"], fps=FPS, transients=transients,
-            overlap=compute_overlap(binarize(A)), clips=None, valid=None, fp_crops=None,
+            A=A,
+            dims=(H, W),
+            C_raw=scene["C_raw"],
+            fps=FPS,
+            transients=transients,
+            overlap=compute_overlap(binarize(A)),
+            clips=None,
+            valid=None,
+            fp_crops=None,
         )

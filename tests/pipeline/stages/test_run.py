@@ -15,7 +15,6 @@ import pytest
 
 import cellsift
 from cellsift.pipeline.stages import PipelineParams, run_pipeline
-
 from tests.pipeline.loopback_cluster import loopback_cluster
 
 BIN = Path(sys.executable).parent
@@ -88,9 +87,20 @@ def test_external_scheduler_and_two_worker_processes_give_same_table(tiny_lake, 
 def test_killed_run_resumes_without_duplicates(tiny_lake, reference_cells):
     sessions_dir = tiny_lake / "tables" / "sessions"
     proc = subprocess.Popen(
-        [str(BIN / "cellsift"), "run", "--lake", str(tiny_lake), "--workers", "1", "--dashboard-port", "0",
-         "--no-progress"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        [
+            str(BIN / "cellsift"),
+            "run",
+            "--lake",
+            str(tiny_lake),
+            "--workers",
+            "1",
+            "--dashboard-port",
+            "0",
+            "--no-progress",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     try:
         deadline = time.time() + 120
@@ -123,4 +133,6 @@ def test_params_change_reprocesses(tiny_lake):
     assert summary.count("processed") == 4
     sessions = cellsift.open_lake(tiny_lake).sessions
     assert sessions["params_hash"].nunique() == 1
-    assert set(sessions["params_hash"]) == {PipelineParams(overlap=OverlapParams(flag_above=0.9)).params_hash()}
+    assert set(sessions["params_hash"]) == {
+        PipelineParams(overlap=OverlapParams(flag_above=0.9)).params_hash()
+    }

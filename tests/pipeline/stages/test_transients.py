@@ -43,7 +43,7 @@ def test_four_transients_found_strongest_first(seed: int) -> None:
     rng = np.random.default_rng(seed)
     n, sd = 6000, 0.5
     trace = 10.0 + rng.normal(0, sd, n)
-    for onset, amp in zip(ONSETS, AMPS):
+    for onset, amp in zip(ONSETS, AMPS, strict=True):
         trace += double_exp(n, onset, amp * sd)
     res = detect_transients(trace, fps=FPS)
     assert res.n_transients == 4
