@@ -11,8 +11,12 @@ from cellsift.catalog.lake import Lake, open_lake
 from cellsift.catalog.layout import LakeLayout, safe_name
 from cellsift.catalog.lock import run_lock
 from cellsift.catalog.store import STATUS_FAILED, STATUS_INGESTED, Catalog, SessionRecord
+from cellsift.catalog.upgrade import TABLE_LAYOUT_VERSION, legacy_partitions, upgrade_table_layout
 
 __all__ = [
+    "TABLE_LAYOUT_VERSION",
+    "legacy_partitions",
+    "upgrade_table_layout",
     "run_lock",
     "STATUS_FAILED",
     "STATUS_INGESTED",

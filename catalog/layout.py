@@ -6,7 +6,7 @@
       catalog.sqlite                       one row per session (cohort, animal, session, ...)
       sessions/<cohort>/<animal>/<session>/<input_hash>.zarr   session datasets
       clips/<cohort>/<animal>/<session>/<run_key>.zarr         peak clips per cell
-      tables/<table>/cohort=<c>/animal=<a>/session=<s>/part-0.parquet
+      tables/<table>/<cohort>/<animal>/<session>/part-0.parquet
       runs/<run_id>.json                   provenance of every pipeline run
       tmp/                                 staging area for atomic writes
 """
@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from cellsift.schemas import LakeError
+from cellsift.schemas import TABLE_PART_FILE, LakeError
 
 __all__ = ["LakeLayout", "safe_name"]
 
@@ -41,6 +41,15 @@ def safe_name(value: str, *, field: str) -> str:
             fix="use letters, digits, '.', '_', '+' or '-' and start with a letter or digit",
         )
     return value
+
+
+def _safe_key(cohort: str, animal: str, session: str) -> tuple[str, str, str]:
+    """A session key's names, each checked by :func:`safe_name` (cohort first)."""
+    return (
+        safe_name(cohort, field="cohort"),
+        safe_name(animal, field="animal"),
+        safe_name(session, field="session"),
+    )
 
 
 @dataclass(frozen=True)
@@ -71,33 +80,18 @@ class LakeLayout:
         return self.root / "tables" / table
 
     def session_dir(self, cohort: str, animal: str, session: str) -> Path:
-        return (
-            self.root
-            / "sessions"
-            / safe_name(cohort, field="cohort")
-            / safe_name(animal, field="animal")
-            / safe_name(session, field="session")
-        )
+        return self.root.joinpath("sessions", *_safe_key(cohort, animal, session))
 
     def clips_dir(self, cohort: str, animal: str, session: str) -> Path:
-        return (
-            self.root
-            / "clips"
-            / safe_name(cohort, field="cohort")
-            / safe_name(animal, field="animal")
-            / safe_name(session, field="session")
-        )
+        return self.root.joinpath("clips", *_safe_key(cohort, animal, session))
 
     def table_partition(self, table: str, cohort: str, animal: str, session: str) -> Path:
-        return (
-            self.tables_dir(table)
-            / f"cohort={safe_name(cohort, field='cohort')}"
-            / f"animal={safe_name(animal, field='animal')}"
-            / f"session={safe_name(session, field='session')}"
-        )
+        folder = self.tables_dir(table)
+        cohort, animal, session = _safe_key(cohort, animal, session)
+        return folder / cohort / animal / session
 
     def table_file(self, table: str, cohort: str, animal: str, session: str) -> Path:
-        return self.table_partition(table, cohort, animal, session) / "part-0.parquet"
+        return self.table_partition(table, cohort, animal, session) / TABLE_PART_FILE
 
     def relative(self, path: Path) -> str:
         """Return ``path`` relative to the lake root, as a POSIX string."""

@@ -10,6 +10,7 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
+from cellsift.catalog.upgrade import upgrade_table_layout
 from cellsift.schemas import LakeError
 
 logger = logging.getLogger(__name__)
@@ -32,7 +33,9 @@ def run_lock(root: Path, *, run_id: str) -> Iterator[bool]:
     """Hold ``LAKE/run.lock`` while a run writes; yield whether a stale lock was taken over.
 
     A lock left by a process that no longer runs on this host (a killed run) is taken
-    over, and the caller should clean up the staging area it left behind.
+    over, and the caller should clean up the staging area it left behind. A lake written
+    by an older cellsift is brought to today's table layout once the lock is held
+    (:func:`cellsift.catalog.upgrade_table_layout`).
 
     Raises
     ------
@@ -69,6 +72,7 @@ def run_lock(root: Path, *, run_id: str) -> Iterator[bool]:
     else:  # pragma: no cover - only with a race between two take-overs
         raise LakeError("could not take the run lock", path=path, fix="try again")
     try:
+        upgrade_table_layout(root)
         yield stale
     finally:
         with contextlib.suppress(FileNotFoundError):

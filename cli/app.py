@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from cellsift.cli._common import DEFAULT_WORKERS, VerboseOption, echo
-from cellsift.cli.commands import analysis, data, models
+from cellsift.cli.commands import analysis, data, export, models
 
 __all__ = ["app", "main"]
 
@@ -35,6 +35,8 @@ app.command()(models.evaluate)
 app.command()(models.montage)
 app.add_typer(models.models_app, name="models")
 app.command("catalog")(data.catalog)
+app.command()(data.upgrade)
+app.add_typer(export.export_app, name="export")
 
 
 @app.command()

@@ -32,6 +32,7 @@ _API = {
     "cross_validate_on_lake": "classify",
     "classified_montage": "classify",
     "build_analysis_tables": "analysis",
+    "export_nwb": "export",
 }
 
 __all__ = sorted(_API)

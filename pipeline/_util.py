@@ -75,6 +75,9 @@ def mad_sd(x: np.ndarray, *, axis: int | None = None, keepdims: bool = False) ->
 def diff_noise_sd(trace: np.ndarray) -> float:
     """Robust SD of a trace's fast (white) noise: ``MAD(diff) / (Phi^-1(0.75) * sqrt 2)``.
 
+    Exact for white Gaussian noise and barely affected by transients, whose
+    frame-to-frame changes are few.
+
     Parameters
     ----------
     trace

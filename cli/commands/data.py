@@ -20,7 +20,7 @@ from cellsift.cli._common import (
 )
 from cellsift.schemas import CellsiftError
 
-__all__ = ["catalog", "ingest", "query", "run", "simulate"]
+__all__ = ["catalog", "ingest", "query", "run", "simulate", "upgrade"]
 
 
 class Codec(str, Enum):
@@ -300,3 +300,23 @@ def catalog(lake: LakeOption) -> None:
         raise fail(exc) from None
     cols = ["cohort", "animal", "session", "stage", "day", "n_frames", "n_units", "status", "error"]
     echo(frame[cols].to_string(index=False) if len(frame) else "(empty catalog)")
+
+
+def upgrade(lake: LakeOption) -> None:
+    """Bring a lake written by an older cellsift to today's layout (every writer also does this)."""
+    from cellsift.catalog import TABLE_LAYOUT_VERSION, Catalog, legacy_partitions, run_lock
+    from cellsift.pipeline.provenance import new_run_id
+
+    try:
+        Catalog(lake)
+        before = len(legacy_partitions(lake))
+        with run_lock(Path(lake), run_id=f"upgrade-{new_run_id()}"):  # taking the lock upgrades
+            pass
+        left = len(legacy_partitions(lake))
+    except CellsiftError as exc:
+        raise fail(exc) from None
+    echo(
+        f"upgrade: {before - left} table partition(s) moved to layout {TABLE_LAYOUT_VERSION}, {left} left -> {lake}"
+    )
+    if left:
+        raise typer.Exit(code=1)

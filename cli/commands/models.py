@@ -229,18 +229,8 @@ def models_list(
         frame = list_models(lake)
     except CellsiftError as exc:
         raise fail(exc) from None
-    cols = [
-        "model_id",
-        "card_id",
-        "kind",
-        "source",
-        "created_at",
-        "n_train_cells",
-        "n_animals",
-        "balanced_accuracy",
-        "roc_auc",
-        "parent_model_id",
-    ]
+    hidden = ("cohorts", "pipeline_version", "fps", "path")  # too wide for a terminal
+    cols = [c for c in frame.columns if c not in hidden]
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         echo(
             frame[cols].astype(object).where(frame[cols].notna(), "-").to_string(index=False)

@@ -17,7 +17,7 @@
 5. build ``trial_responses``, ``events``, ``behaviour`` and ``cell_summary`` (which joins
    the ``cells`` table — overlap flags, classifier labels — and the ``labels`` table —
    truth, for evaluation only) and write every table atomically into
-   ``LAKE/tables/<name>/cohort=…/animal=…/session=…/part-0.parquet``; ``cell_summary`` is
+   ``LAKE/tables/<name>/<cohort>/<animal>/<session>/part-0.parquet``; ``cell_summary`` is
    written last and marks the session complete.
 
 The good-cell rule of ``cell_summary.is_good`` is :func:`.store.good_cells`'s.

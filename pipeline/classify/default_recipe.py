@@ -13,7 +13,8 @@ import logging
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from os import PathLike
 from pathlib import Path
@@ -154,13 +155,7 @@ def build_simulated_lake(
     from cellsift.pipeline.stages import run_pipeline
 
     lake = Path(lake)
-    tmp = None
-    if raw_dir is None:
-        tmp = tempfile.mkdtemp(prefix="cellsift-sim-")
-        raw_root = Path(tmp)
-    else:
-        raw_root = Path(raw_dir)
-    try:
+    with _scratch_folder(raw_dir, prefix="cellsift-sim-") as raw_root:
         for spec in cohorts:
             t0 = time.perf_counter()
             simulate_cohort(raw_root / spec.cohort, spec.config())
@@ -184,9 +179,6 @@ def build_simulated_lake(
         if summary.n_failed:
             bad = [o for o in summary.outcomes if o.status == "failed"]
             raise LakeError(f"pipeline failed on {len(bad)} session(s): {bad[0].error}", path=lake)
-    finally:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
     return lake
 
 
@@ -223,14 +215,8 @@ def train_default_model(
     import torch
 
     out = Path(out_dir)
-    tmp = None
-    if work_dir is None:
-        tmp = tempfile.mkdtemp(prefix="cellsift-default-")
-        work = Path(tmp)
-    else:
-        work = Path(work_dir)
+    with _scratch_folder(work_dir, prefix="cellsift-default-") as work:
         work.mkdir(parents=True, exist_ok=True)
-    try:
         lake = work / "lake"
         if not (lake / "tables" / "cells").exists():
             build_simulated_lake(lake, recipe.cohorts, client=client, raw_dir=work / "raw")
@@ -269,9 +255,19 @@ def train_default_model(
         staging.rename(out)
         logger.info("default model written to %s (%.0f s training)", out, seconds)
         return out
+
+
+@contextmanager
+def _scratch_folder(folder: str | PathLike[str] | None, *, prefix: str) -> Iterator[Path]:
+    """``folder`` as a path, or (``None``) a temporary folder removed on exit."""
+    if folder is not None:
+        yield Path(folder)
+        return
+    tmp = tempfile.mkdtemp(prefix=prefix)
+    try:
+        yield Path(tmp)
     finally:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _recipe_dict(recipe: DefaultModelRecipe) -> dict[str, Any]:

@@ -106,6 +106,8 @@ def nwb_path(out_dir: Path, key: SessionKey) -> Path:
 def _select(records: list[SessionRecord], sessions: Iterable[str | SessionKey] | None) -> list[SessionRecord]:
     if sessions is None:
         return records
+    if isinstance(sessions, str | SessionKey):  # one session given bare
+        sessions = [sessions]
     chosen: dict[tuple[str, str, str], SessionRecord] = {}
     for selector in sessions:
         text = selector.label if isinstance(selector, SessionKey) else str(selector).strip("/")

@@ -146,7 +146,11 @@ def session_start_time(source: SessionSource, timezone: tzinfo | None) -> tuple[
 
 def _subject_fields(key: SessionKey, subjects: Mapping[str, Mapping[str, str]]) -> dict[str, str]:
     given = _given(key, subjects)
-    fields: dict[str, str] = {"species": DEFAULT_SPECIES, "sex": UNKNOWN_SEX}
+    fields: dict[str, str] = {
+        "species": DEFAULT_SPECIES,
+        "sex": UNKNOWN_SEX,
+        "description": f"Animal {key.animal} of cohort {key.cohort}.",
+    }
     if "date_of_birth" not in given:
         fields["age"] = UNKNOWN_AGE
     fields.update(given)

@@ -23,6 +23,7 @@ import numpy as np
 
 from cellsift.pipeline.export.nwb_columns import cell_columns
 from cellsift.pipeline.export.nwb_inputs import SessionSource
+from cellsift.schemas import CellsiftError
 
 logger = logging.getLogger(__name__)
 
@@ -54,15 +55,16 @@ class FrameClock:
 
     def __init__(self, time_s: np.ndarray, fps: float) -> None:
         self.time_s = np.asarray(time_s, dtype=np.float64)
-        diffs = np.unique(np.round(np.diff(self.time_s), 9))
-        self.regular = self.time_s.size < 3 or (diffs.size == 1 and diffs[0] > 0)
-        self.rate = float(1.0 / diffs[0]) if self.regular and diffs.size == 1 else float(fps)
+        diffs = np.unique(np.round(np.diff(self.time_s), 9))  # nwbinspector's test of regularity
+        self.regular = bool(diffs.size == 1 and diffs[0] > 0)
+        span = float(self.time_s[-1] - self.time_s[0]) if self.time_s.size else 0.0
+        self.rate = (self.time_s.size - 1) / span if self.regular else float(fps)
         self._first: Any = None
 
     def kwargs(self) -> dict[str, Any]:
         """Keyword arguments for a ``TimeSeries`` sampled at every frame."""
         if self.regular:
-            return {"starting_time": float(self.time_s[0]) if self.time_s.size else 0.0, "rate": self.rate}
+            return {"starting_time": float(self.time_s[0]), "rate": self.rate}
         return {"timestamps": self._first if self._first is not None else self.time_s}
 
     def used_by(self, series: Any) -> Any:
@@ -127,7 +129,10 @@ def _linkable_files(source: SessionSource) -> tuple[list[Path], list[int]] | str
         return "the session has no source video"
     if not Path(path).exists():
         return f"the source video {path} is gone"
-    reader: Any = open_video(path, format=fmt)
+    try:
+        reader: Any = open_video(path, format=fmt)
+    except CellsiftError as exc:  # a changed or broken source video must not cost the ROIs
+        return f"the source video cannot be opened ({exc.one_line()})"
     files = getattr(reader, "chunks", None) or reader.files
     counts = getattr(reader, "chunk_frames", None) or getattr(reader, "part_frames", None)
     if reader.format not in ("miniscope_avi", "tiff") or counts is None or len(counts) != len(files):

@@ -31,7 +31,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -271,23 +271,30 @@ def _ingest_or_raise(
     )
 
 
+def _manifest_record(spec: SessionSpec) -> SessionRecord:
+    """The session's catalog row as far as its manifest row gives it (key, stage, day, inputs)."""
+    return SessionRecord(
+        cohort=spec.cohort,
+        animal=spec.animal,
+        session=spec.session,
+        stage=spec.stage,
+        day=int(spec.day),
+        extraction=_str(spec.extraction),
+        events=_str(spec.events),
+        labels=_str(spec.labels),
+    )
+
+
 def _switch_catalog(
     catalog: Catalog, spec: SessionSpec, inputs: SessionInputs, *, dataset_path: str, input_hash: str
 ) -> None:
     """Point the session's catalog row at the new store (the atomic switch)."""
     ext, (height, width) = inputs.ext, inputs.dims
     catalog.upsert(
-        SessionRecord(
-            cohort=spec.cohort,
-            animal=spec.animal,
-            session=spec.session,
-            stage=spec.stage,
-            day=int(spec.day),
+        replace(
+            _manifest_record(spec),
             fps=float(inputs.fps),
             video=_str(None if inputs.video is None else Path(inputs.video.path)),
-            extraction=_str(spec.extraction),
-            events=_str(spec.events),
-            labels=_str(spec.labels),
             source_format=ext.source_format,
             dataset_path=dataset_path,
             input_hash=input_hash,
@@ -306,17 +313,10 @@ def _record_failure(
     good = _has_good_version(catalog, spec)
     if good is None:
         catalog.upsert(
-            SessionRecord(
-                cohort=spec.cohort,
-                animal=spec.animal,
-                session=spec.session,
-                stage=spec.stage,
-                day=int(spec.day),
+            replace(
+                _manifest_record(spec),
                 fps=float(spec.fps or 0.0),
                 video=_str(spec.video),
-                extraction=_str(spec.extraction),
-                events=_str(spec.events),
-                labels=_str(spec.labels),
                 input_hash=input_hash,
                 status=STATUS_FAILED,
                 error=message,

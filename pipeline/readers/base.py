@@ -45,9 +45,12 @@ __all__ = [
     "corrupt_file",
     "dense_to_csc",
     "finite_positive",
+    "frame_dtype",
     "numbered_series",
     "one_line",
     "require_exists",
+    "require_folder",
+    "require_numeric",
     "to_csc",
 ]
 
@@ -224,7 +227,21 @@ class ExtractionReader(Protocol):
     format: str
 
     def read(self) -> Extraction:
-        """Read and check the file."""
+        """Read and check the file.
+
+        Returns
+        -------
+        Extraction
+            Footprints in the reader's pixel order (``"F"`` column-major for the MATLAB
+            family, ``"C"`` row-major otherwise), traces ``(K, T)`` float32.
+
+        Raises
+        ------
+        SessionNotFoundError
+            The file or folder does not exist.
+        InputFormatError
+            The file cannot be read or its contents are wrong.
+        """
         ...
 
 
@@ -237,12 +254,23 @@ def one_line(exc: BaseException, limit: int = 200) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def corrupt_file(path: Path, exc: BaseException, what: str) -> InputFormatError:
-    """The error for a file a library cannot read: ``cannot read the <what> (<exc>)``."""
+def corrupt_file(
+    path: Path,
+    exc: BaseException,
+    what: str,
+    *,
+    field_name: str | None = None,
+    again: str = "copy or export it again",
+) -> InputFormatError:
+    """The error for a file a library cannot read: ``cannot read the <what> (<exc>)``.
+
+    The fix reads ``the file is truncated or corrupt; <again>``.
+    """
     return InputFormatError(
         f"cannot read the {what} ({one_line(exc)})",
         path=path,
-        fix="the file is truncated or corrupt; copy or export it again",
+        field=field_name,
+        fix=f"the file is truncated or corrupt; {again}",
     )
 
 
@@ -252,6 +280,32 @@ def require_exists(path: Path, *, field_name: str, what: str) -> None:
         raise SessionNotFoundError(
             f"{what} does not exist", path=path, field=field_name, fix=f"check the {field_name} path"
         )
+
+
+def require_folder(path: Path, *, expected: str, fix: str) -> None:
+    """Raise unless the extraction ``path`` is an existing folder.
+
+    Raises
+    ------
+    SessionNotFoundError
+        ``path`` does not exist.
+    InputFormatError
+        ``path`` is a file: ``expected <expected>, got a file``, with ``fix``.
+    """
+    require_exists(path, field_name="extraction", what="extraction folder")
+    if not path.is_dir():
+        raise InputFormatError(f"expected {expected}, got a file", path=path, field="extraction", fix=fix)
+
+
+def require_numeric(dtype: np.dtype, *, problem: str, path: Path, field_name: str, fix: str) -> None:
+    """Raise :class:`InputFormatError` (``problem``, ``field_name``, ``fix``) unless ``dtype`` holds numbers."""
+    if dtype.kind not in "biuf":
+        raise InputFormatError(problem, path=path, field=field_name, fix=fix)
+
+
+def frame_dtype(dtype: np.dtype) -> np.dtype:
+    """The dtype a video serves its frames in: ``dtype``, with float64 read as float32."""
+    return np.dtype(np.float32) if dtype == np.float64 else dtype
 
 
 _NUMBERED = re.compile(r"^(?P<prefix>.*?)(?P<number>\d+)$")
@@ -373,18 +427,24 @@ def finite_positive(value: Any) -> float | None:
     return number if math.isfinite(number) and number > 0 else None
 
 
+def _numeric_array(value: Any, *, name: str, path: Path, shape: str) -> np.ndarray:
+    """``value`` as an array; raises (``save <name> as a numeric <shape>``) unless it holds numbers."""
+    arr = np.asarray(value)
+    require_numeric(
+        arr.dtype,
+        problem=f"{name} has dtype {arr.dtype}, expected numbers",
+        path=path,
+        field_name=name,
+        fix=f"save {name} as a numeric {shape}",
+    )
+    return arr
+
+
 def to_csc(matrix: Any, *, path: Path, name: str = "A") -> sp.csc_matrix:
     """Convert ``matrix`` to a float32 CSC matrix, raising a clear error if it is not numeric."""
     if sp.issparse(matrix):
         return sp.csc_matrix(matrix, dtype=np.float32)
-    arr = np.asarray(matrix)
-    if arr.dtype.kind not in "biuf":
-        raise InputFormatError(
-            f"{name} has dtype {arr.dtype}, expected numbers",
-            path=path,
-            field=name,
-            fix=f"save {name} as a numeric matrix",
-        )
+    arr = _numeric_array(matrix, name=name, path=path, shape="matrix")
     return sp.csc_matrix(arr.astype(np.float32, copy=False))
 
 
@@ -399,14 +459,7 @@ def as_traces(value: Any, *, name: str, n_units: int, path: Path) -> np.ndarray:
     """Return ``value`` as a C-contiguous float32 ``(K, T)`` array, handling squeezed shapes."""
     if sp.issparse(value):
         value = value.toarray()
-    arr = np.asarray(value)
-    if arr.dtype.kind not in "biuf":
-        raise InputFormatError(
-            f"{name} has dtype {arr.dtype}, expected numbers",
-            path=path,
-            field=name,
-            fix=f"save {name} as a numeric K x T matrix",
-        )
+    arr = _numeric_array(value, name=name, path=path, shape="K x T matrix")
     arr = arr.astype(np.float32, copy=False)
     if arr.ndim == 0:
         arr = arr.reshape(1, 1)

@@ -102,16 +102,9 @@ class CaimanHdf5Reader:
         self.path = Path(path)
 
     def read(self) -> Extraction:
-        """Read and check the CaImAn results.
+        """Read and check the CaImAn results (column-major ``"F"`` pixels).
 
-        Returns
-        -------
-        Extraction
-            Footprints with column-major (``"F"``) pixels, traces ``(K, T)`` float32.
-
-        Raises
-        ------
-        SessionNotFoundError, InputFormatError
+        See :meth:`~cellsift.pipeline.readers.base.ExtractionReader.read`.
         """
         import h5py
 

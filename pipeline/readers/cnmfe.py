@@ -24,6 +24,7 @@ from cellsift.pipeline.readers.base import (
 )
 from cellsift.pipeline.readers.checks import finish_extraction
 from cellsift.pipeline.readers.matlab import (
+    MATLAB_DATA_CLASSES,
     H5Struct,
     field_names,
     get_field,
@@ -42,25 +43,8 @@ __all__ = ["CnmfeMatReader"]
 
 _STRUCT_VARIABLES: Final = ("results", "neuron_results")
 _OBJECT_VARIABLES: Final = ("neuron", "obj")
-_PLAIN_CLASSES: Final = {
-    "double",
-    "single",
-    "logical",
-    "char",
-    "struct",
-    "cell",
-    "int8",
-    "uint8",
-    "int16",
-    "uint16",
-    "int32",
-    "uint32",
-    "int64",
-    "uint64",
-    "sparse",
-    "hdf5",
-    "function_handle",
-}
+#: Classes of a variable that cannot be a class object (``whosmat`` also says "sparse", "hdf5").
+_PLAIN_CLASSES: Final = MATLAB_DATA_CLASSES | {"sparse", "hdf5"}
 
 
 def _ids_from(value: Any, *, path: Path, name: str = "ids") -> np.ndarray | None:
@@ -107,20 +91,11 @@ class CnmfeMatReader:
         return f"CnmfeMatReader({str(self.path)!r})"
 
     def read(self) -> Extraction:
-        """Read, normalise and check the CNMF-E results.
+        """Read, normalise and check the CNMF-E results (column-major ``"F"`` pixels).
 
-        Returns
-        -------
-        Extraction
-            Footprints with column-major (``"F"``) pixels, traces ``(K, T)`` float32.
-
-        Raises
-        ------
-        SessionNotFoundError
-            If the file does not exist.
-        InputFormatError
-            Unreadable file, no recognisable variable, missing ``A``/``C``, inconsistent
-            shapes, NaN/Inf values.
+        See :meth:`~cellsift.pipeline.readers.base.ExtractionReader.read`;
+        :class:`InputFormatError` here means an unreadable file, no recognisable variable,
+        missing ``A``/``C``, inconsistent shapes or NaN/Inf values.
         """
         require_exists(self.path, field_name="extraction", what="extraction file")
         if self.path.is_dir():

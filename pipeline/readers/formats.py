@@ -124,6 +124,10 @@ class Format:
             return self.folder_test is not None and self.folder_test(path)
         return path.suffix.lower() in self.suffixes
 
+    def files(self, path: Path) -> list[Path]:
+        """Every file the reader of ``path`` reads, without reading them (for hashing)."""
+        return [path] if self.list_files is None else self.list_files(path)
+
 
 def _avi_files(path: Path) -> list[Path]:
     chunks, extras, _ = avi_layout(path)
@@ -221,6 +225,25 @@ def _by_suffix(kind: Kind, path: Path) -> Format | None:
     return next((f for f in FORMATS if f.kind == kind and suffix in f.suffixes), None)
 
 
+def _detected(kind: Kind, path: Path) -> Format | None:
+    """The first format of ``kind`` that recognises the existing ``path``, or ``None``."""
+    require_exists(path, field_name=kind, what=kind)
+    return next((entry for entry in _detection_order(kind) if entry.can_open(path)), None)
+
+
+def _normalised(kind: Kind, name: str | None, *, path: Path, field: str) -> str | None:
+    """Canonical format of ``kind`` for ``name`` (aliases allowed); ``None`` passes through."""
+    if name is None:
+        return None
+    entry = _by_alias(kind).get(name.strip().lower())
+    if entry is None:
+        names = EXTRACTION_FORMATS if kind == "extraction" else VIDEO_FORMATS
+        raise InputFormatError(
+            f"unknown {kind} format '{name}'", path=path, field=field, fix=f"use one of: {', '.join(names)}"
+        )
+    return entry.name
+
+
 def _unsupported_video(path: Path, kind: str) -> InputFormatError:
     return InputFormatError(
         f"unsupported video {kind} '{path.suffix or path.name}'",
@@ -254,10 +277,9 @@ def detect_extraction_format(path: Path) -> str:
         A folder of no known format, or a file suffix of no extraction format.
     """
     path = Path(path)
-    require_exists(path, field_name="extraction", what="extraction")
-    for entry in _detection_order("extraction"):
-        if entry.can_open(path):
-            return entry.name
+    found = _detected("extraction", path)
+    if found is not None:
+        return found.name
     if path.is_dir():
         raise InputFormatError(
             "cannot tell the extraction format: the folder holds neither Suite2p (stat.npy) nor Minian (A.zarr) output",
@@ -276,17 +298,7 @@ def normalise_extraction_format(name: str | None, *, path: Path) -> str | None:
     InputFormatError
         ``name`` is no extraction format or alias (``field`` is ``format``).
     """
-    if name is None:
-        return None
-    entry = _by_alias("extraction").get(name.strip().lower())
-    if entry is None:
-        raise InputFormatError(
-            f"unknown extraction format '{name}'",
-            path=path,
-            field="format",
-            fix=f"use one of: {', '.join(EXTRACTION_FORMATS)}",
-        )
-    return entry.name
+    return _normalised("extraction", name, path=path, field="format")
 
 
 def _extraction_entry(path: Path, format: str | None) -> Format:  # noqa: A002
@@ -303,8 +315,7 @@ def list_extraction_files(path: Path, *, format: str | None = None) -> list[Path
         Missing path, unknown or undetectable format, several Suite2p planes.
     """
     path = Path(path)
-    entry = _extraction_entry(path, format)
-    return [path] if entry.list_files is None else entry.list_files(path)
+    return _extraction_entry(path, format).files(path)
 
 
 def list_companion_video_files(path: Path, *, format: str | None = None) -> list[Path]:  # noqa: A002
@@ -376,10 +387,9 @@ def detect_video_format(path: Path) -> str:
         A folder with no AVI, TIFF or ``data.bin``, or an unsupported file type.
     """
     path = Path(path)
-    require_exists(path, field_name="video", what="video")
-    for entry in _detection_order("video"):
-        if entry.can_open(path):
-            return entry.name
+    found = _detected("video", path)
+    if found is not None:
+        return found.name
     if path.is_dir():
         raise InputFormatError(
             "cannot tell the video format: the folder holds no AVI, TIFF or Suite2p data.bin",
@@ -398,17 +408,7 @@ def normalise_video_format(name: str | None, *, path: Path) -> str | None:
     InputFormatError
         ``name`` is no video format or alias (``field`` is ``video_format``).
     """
-    if name is None:
-        return None
-    entry = _by_alias("video").get(name.strip().lower())
-    if entry is None:
-        raise InputFormatError(
-            f"unknown video format '{name}'",
-            path=path,
-            field="video_format",
-            fix=f"use one of: {', '.join(VIDEO_FORMATS)}",
-        )
-    return entry.name
+    return _normalised("video", name, path=path, field="video_format")
 
 
 def _video_entry(path: Path, format: str | None) -> Format:  # noqa: A002
@@ -428,8 +428,7 @@ def list_video_files(path: Path, *, format: str | None = None, dataset: str | No
         Missing video, missing chunk, unknown format.
     """
     path = Path(path)
-    entry = _video_entry(path, format)
-    return [path] if entry.list_files is None else entry.list_files(path)
+    return _video_entry(path, format).files(path)
 
 
 def open_video(path: Path | str, *, format: str | None = None, dataset: str | None = None) -> VideoReader:  # noqa: A002

@@ -12,7 +12,14 @@ from typing import Final
 
 import numpy as np
 
-from cellsift.pipeline.readers.base import blocks_from_array, finite_positive, one_line, require_exists
+from cellsift.pipeline.readers.base import (
+    blocks_from_array,
+    corrupt_file,
+    finite_positive,
+    frame_dtype,
+    require_exists,
+    require_numeric,
+)
 from cellsift.pipeline.readers.matlab import corrupt_mat, is_hdf5, is_matlab_hdf5, load_v5
 from cellsift.schemas import InputFormatError
 
@@ -63,15 +70,18 @@ class Hdf5VideoReader:
             self._init_v5(dataset)
         else:
             self._init_h5(dataset)
-        if self.dtype.kind not in "biuf":
-            raise InputFormatError(
-                f"dataset '{self.dataset}' has dtype {self.dtype}, expected numbers",
-                path=self.path,
-                field="video_dataset",
-                fix="point video_dataset at the movie",
-            )
-        if self.dtype == np.float64:
-            self.dtype = np.dtype(np.float32)
+        require_numeric(
+            self.dtype,
+            problem=f"dataset '{self.dataset}' has dtype {self.dtype}, expected numbers",
+            path=self.path,
+            field_name="video_dataset",
+            fix="point video_dataset at the movie",
+        )
+        self.dtype = frame_dtype(self.dtype)
+
+    def _corrupt(self, exc: Exception) -> InputFormatError:
+        """The error for an HDF5 movie that h5py cannot read."""
+        return corrupt_file(self.path, exc, "HDF5 movie", field_name="video", again="write it again")
 
     def _pick(self, available: dict[str, tuple[int, ...]], dataset: str | None) -> str:
         if dataset is not None:
@@ -126,12 +136,7 @@ class Hdf5VideoReader:
         except InputFormatError:
             raise
         except Exception as exc:  # noqa: BLE001
-            raise InputFormatError(
-                f"cannot read the HDF5 movie ({one_line(exc)})",
-                path=self.path,
-                field="video",
-                fix="the file is truncated or corrupt; write it again",
-            ) from None
+            raise self._corrupt(exc) from None
         if len(shape) != 3:
             raise InputFormatError(
                 f"dataset '{self.dataset}' has shape {shape}, expected 3 dimensions (frames, height, width)",
@@ -188,9 +193,4 @@ class Hdf5VideoReader:
         except InputFormatError:
             raise
         except Exception as exc:  # noqa: BLE001
-            raise InputFormatError(
-                f"cannot read the HDF5 movie ({one_line(exc)})",
-                path=self.path,
-                field="video",
-                fix="the file is truncated or corrupt; write it again",
-            ) from None
+            raise self._corrupt(exc) from None

@@ -32,6 +32,7 @@ from cellsift.schemas import InputFormatError
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "MATLAB_DATA_CLASSES",
     "MISSING",
     "is_hdf5",
     "is_matlab_hdf5",
@@ -57,23 +58,9 @@ class _Missing:
 MISSING: Final = _Missing()
 
 #: MATLAB classes that are plain data (anything else in a v7.3 file is an object).
-_DATA_CLASSES: Final = {
-    "double",
-    "single",
-    "logical",
-    "char",
-    "struct",
-    "cell",
-    "int8",
-    "uint8",
-    "int16",
-    "uint16",
-    "int32",
-    "uint32",
-    "int64",
-    "uint64",
-    "function_handle",
-}
+MATLAB_DATA_CLASSES: Final = frozenset(
+    "double single logical char struct cell int8 uint8 int16 uint16 int32 uint32 int64 uint64 function_handle".split()
+)
 
 
 def _import_matio() -> Any:
@@ -201,7 +188,7 @@ def h5_value(obj: Any) -> Any:
         return H5Struct(obj)
     if "MATLAB_empty" in obj.attrs and bool(np.asarray(obj.attrs["MATLAB_empty"]).any()):
         return np.zeros((0,))
-    if mclass == "cell" or obj.dtype.kind == "O" or (mclass and mclass not in _DATA_CLASSES):
+    if mclass == "cell" or obj.dtype.kind == "O" or (mclass and mclass not in MATLAB_DATA_CLASSES):
         return MISSING  # cell arrays and objects are not needed
     value = obj[()]
     if isinstance(value, np.ndarray):

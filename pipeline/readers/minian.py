@@ -20,7 +20,7 @@ from cellsift.pipeline.readers.base import (
     UnitLabels,
     dense_to_csc,
     one_line,
-    require_exists,
+    require_folder,
 )
 from cellsift.pipeline.readers.checks import finish_extraction
 from cellsift.schemas import InputFormatError
@@ -112,25 +112,15 @@ class MinianZarrReader:
         return ds[name]
 
     def read(self) -> Extraction:
-        """Read and check the Minian output.
+        """Read and check the Minian output (row-major ``"C"`` pixels).
 
-        Returns
-        -------
-        Extraction
-            Footprints with row-major (``"C"``) pixels, traces ``(K, T)`` float32.
-
-        Raises
-        ------
-        SessionNotFoundError, InputFormatError
+        See :meth:`~cellsift.pipeline.readers.base.ExtractionReader.read`.
         """
-        require_exists(self.path, field_name="extraction", what="extraction folder")
-        if not self.path.is_dir():
-            raise InputFormatError(
-                "expected Minian's output folder (holding A.zarr, C.zarr, ...), got a file",
-                path=self.path,
-                field="extraction",
-                fix="point extraction at the folder",
-            )
+        require_folder(
+            self.path,
+            expected="Minian's output folder (holding A.zarr, C.zarr, ...)",
+            fix="point extraction at the folder",
+        )
         present = {
             p.name[: -len(".zarr")] for p in self.path.iterdir() if p.is_dir() and p.name.endswith(".zarr")
         }

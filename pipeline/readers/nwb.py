@@ -24,8 +24,9 @@ from cellsift.pipeline.readers.base import (
     corrupt_file,
     dense_to_csc,
     finite_positive,
-    one_line,
+    frame_dtype,
     require_exists,
+    require_numeric,
 )
 from cellsift.pipeline.readers.checks import finish_extraction
 from cellsift.pipeline.readers.matlab import is_hdf5
@@ -113,16 +114,9 @@ class NwbExtractionReader:
         self.name = name
 
     def read(self) -> Extraction:
-        """Read and check the NWB file.
+        """Read and check the NWB file (row-major ``"C"`` pixels).
 
-        Returns
-        -------
-        Extraction
-            Footprints with row-major (``"C"``) pixels, traces ``(K, T)`` float32.
-
-        Raises
-        ------
-        SessionNotFoundError, InputFormatError
+        See :meth:`~cellsift.pipeline.readers.base.ExtractionReader.read`.
         """
         require_exists(self.path, field_name="extraction", what="extraction file")
         try:
@@ -393,11 +387,8 @@ class NwbVideoReader:
         except InputFormatError:
             raise
         except Exception as exc:  # noqa: BLE001
-            raise InputFormatError(
-                f"cannot read the NWB file ({one_line(exc)})",
-                path=self.path,
-                field="video",
-                fix="the file is truncated or corrupt; export it again",
+            raise corrupt_file(
+                self.path, exc, "NWB file", field_name="video", again="export it again"
             ) from None
         squeezed = shape[:3] if all(s == 1 for s in shape[3:]) else shape
         if len(squeezed) != 3:
@@ -409,15 +400,14 @@ class NwbVideoReader:
             )
         self.series = series
         self.n_frames, self.height, self.width = squeezed
-        if self.dtype.kind not in "biuf":
-            raise InputFormatError(
-                f"series '{series}' has dtype {self.dtype}",
-                path=self.path,
-                field="video",
-                fix="store numeric frames",
-            )
-        if self.dtype == np.float64:
-            self.dtype = np.dtype(np.float32)
+        require_numeric(
+            self.dtype,
+            problem=f"series '{series}' has dtype {self.dtype}",
+            path=self.path,
+            field_name="video",
+            fix="store numeric frames",
+        )
+        self.dtype = frame_dtype(self.dtype)
 
     def _choose(self, handle: Any, series: str | None) -> str:
         """The series to read: ``series`` if it has data, else the first photon series."""
@@ -454,9 +444,6 @@ class NwbVideoReader:
                     data, n_frames, convert=lambda b: b.reshape(len(b), *shape).astype(self.dtype, copy=False)
                 )
         except Exception as exc:  # noqa: BLE001
-            raise InputFormatError(
-                f"cannot read the NWB series ({one_line(exc)})",
-                path=self.path,
-                field="video",
-                fix="the file is truncated or corrupt; export it again",
+            raise corrupt_file(
+                self.path, exc, "NWB series", field_name="video", again="export it again"
             ) from None

@@ -24,6 +24,7 @@ from cellsift.pipeline.readers.base import (
     finite_positive,
     one_line,
     require_exists,
+    require_folder,
 )
 from cellsift.pipeline.readers.checks import finish_extraction
 from cellsift.schemas import InputFormatError, SessionNotFoundError
@@ -188,25 +189,11 @@ class Suite2pReader:
             ) from None
 
     def read(self) -> Extraction:
-        """Read and check the plane folder.
+        """Read and check the plane folder (row-major ``"C"`` pixels).
 
-        Returns
-        -------
-        Extraction
-            Footprints with row-major (``"C"``) pixels, traces ``(K, T)`` float32.
-
-        Raises
-        ------
-        SessionNotFoundError, InputFormatError
+        See :meth:`~cellsift.pipeline.readers.base.ExtractionReader.read`.
         """
-        require_exists(self.path, field_name="extraction", what="extraction folder")
-        if not self.path.is_dir():
-            raise InputFormatError(
-                "expected a Suite2p plane folder, got a file",
-                path=self.path,
-                field="extraction",
-                fix="point extraction at suite2p/plane0",
-            )
+        require_folder(self.path, expected="a Suite2p plane folder", fix="point extraction at suite2p/plane0")
         plane = suite2p_plane(self.path)
         ops = read_suite2p_ops(plane / "ops.npy") if (plane / "ops.npy").is_file() else None
         if ops is None:

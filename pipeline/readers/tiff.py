@@ -12,7 +12,13 @@ from typing import Final
 
 import numpy as np
 
-from cellsift.pipeline.readers.base import finite_positive, numbered_series, one_line, require_exists
+from cellsift.pipeline.readers.base import (
+    finite_positive,
+    frame_dtype,
+    numbered_series,
+    one_line,
+    require_exists,
+)
 from cellsift.schemas import InputFormatError, ParameterError
 
 __all__ = ["TIFF_SUFFIXES", "TiffStackReader", "has_tiff_files", "list_tiff_files"]
@@ -118,8 +124,7 @@ class TiffStackReader:
         self.height, self.width = size
         self.n_frames = int(sum(self.part_frames))
         self.timestamps_s: np.ndarray | None = None
-        if self.dtype == np.float64:
-            self.dtype = np.dtype(np.float32)
+        self.dtype = frame_dtype(self.dtype)
 
     def iter_blocks(self, n_frames: int) -> Iterator[np.ndarray]:
         """Yield blocks of at most ``n_frames`` frames (memory-mapped parts are sliced)."""

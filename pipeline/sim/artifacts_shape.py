@@ -8,8 +8,8 @@
     of a real cell), ``large_blob`` (an active out-of-focus neuron: big and diffuse)
     and ``ragged`` (a multi-lobed patch between cells with their weak signals).
 
-Every function draws from ``ctx.rng`` in a fixed order: the same seed gives the same
-artifacts.
+The ``*_units(ctx, n)`` functions (one per reason above) follow the contract of the
+artifact families in :mod:`~cellsift.pipeline.sim.cells`.
 """
 
 from __future__ import annotations
@@ -26,20 +26,9 @@ __all__ = ["no_transients_units", "irregular_shape_units"]
 
 
 def no_transients_units(ctx: ExtractionContext, n: int) -> list[Unit]:
-    """``n`` artifacts without transients: silent cells and ghosts.
+    """``n`` artifacts without transients, silent cells and ghosts (see the module docstring).
 
-    Parameters
-    ----------
-    ctx
-        The session's extraction context (silent cells used are removed from
-        ``ctx.silent``).
-    n
-        Number of artifacts.
-
-    Returns
-    -------
-    list of Unit
-        The artifacts (label ``bad``, reason ``no_transients``).
+    The silent cells used are removed from ``ctx.silent``.
     """
     pop, scene, rng, silent, tv = ctx.pop, ctx.scene, ctx.rng, ctx.silent, ctx.tv
     shape = ctx.shape
@@ -202,22 +191,10 @@ def _ragged(ctx: ExtractionContext) -> Unit:
 
 
 def irregular_shape_units(ctx: ExtractionContext, n: int) -> list[Unit]:
-    """``n`` artifacts of irregular shape: dendrites, fragments, large blobs, ragged patches.
+    """``n`` artifacts of irregular shape (see the module docstring).
 
     Each artifact's kind is drawn among those possible (dendrites and large blobs
     twice as likely as fragments and ragged patches, when there are any left).
-
-    Parameters
-    ----------
-    ctx
-        The session's extraction context (after :func:`~cellsift.pipeline.sim.cells.find_cells`).
-    n
-        Number of artifacts.
-
-    Returns
-    -------
-    list of Unit
-        The artifacts (label ``bad``, reason ``irregular_shape``).
     """
     pop, rng, n_spk = ctx.pop, ctx.rng, ctx.n_spk
     n_neurons = len(pop.neurons)

@@ -10,8 +10,8 @@
     A large diffuse footprint on the background whose trace is the slow background
     fluctuation (with the neuropil's population-activity bumps).
 
-Every function draws from ``ctx.rng`` in a fixed order: the same seed gives the same
-artifacts.
+The ``*_units(ctx, n)`` functions (one per reason above) follow the contract of the
+artifact families in :mod:`~cellsift.pipeline.sim.cells`.
 """
 
 from __future__ import annotations
@@ -58,20 +58,7 @@ def _touching_footprint(ctx: ExtractionContext, j: int) -> np.ndarray | None:
 
 
 def borrowed_units(ctx: ExtractionContext, n: int) -> list[Unit]:
-    """``n`` artifacts that borrow a neighbouring cell's fluorescence.
-
-    Parameters
-    ----------
-    ctx
-        The session's extraction context (after :func:`~cellsift.pipeline.sim.cells.find_cells`).
-    n
-        Number of artifacts.
-
-    Returns
-    -------
-    list of Unit
-        The artifacts (label ``bad``, reason ``borrowed_fluorescence``).
-    """
+    """``n`` artifacts that borrow a neighbouring cell's fluorescence (see the module docstring)."""
     rng, tv, cy, cx = ctx.rng, ctx.tv, ctx.cy, ctx.cx
     shape = ctx.shape
     h, w = shape
@@ -134,22 +121,11 @@ def _duplicate_footprint(ctx: ExtractionContext, j: int) -> np.ndarray:
 
 
 def overlap_units(ctx: ExtractionContext, n: int) -> list[Unit]:
-    """Up to ``n`` near-duplicates of donor cells (each donor once while possible).
+    """Up to ``n`` near-duplicates of donor cells (see the module docstring).
 
-    The duplicated cell's own unit gives up part of its signal to the duplicate
-    (its mixing weight in ``ctx.cell_units`` is lowered).
-
-    Parameters
-    ----------
-    ctx
-        The session's extraction context (after :func:`~cellsift.pipeline.sim.cells.find_cells`).
-    n
-        Number of artifacts wanted (none without donors).
-
-    Returns
-    -------
-    list of Unit
-        The artifacts (label ``bad``, reason ``overlap``).
+    Each donor is used once while possible; there are none without donors. The
+    duplicated cell's own unit gives up part of its signal to the duplicate (its mixing
+    weight in ``ctx.cell_units`` is lowered).
     """
     rng, donors = ctx.rng, ctx.donors
     used_dup: set[int] = set()
@@ -200,20 +176,7 @@ def _climb(npil: np.ndarray, y: float, x: float) -> tuple[float, float]:
 
 
 def background_units(ctx: ExtractionContext, n: int) -> list[Unit]:
-    """``n`` large diffuse units on the background, at local maxima of the neuropil.
-
-    Parameters
-    ----------
-    ctx
-        The session's extraction context.
-    n
-        Number of artifacts.
-
-    Returns
-    -------
-    list of Unit
-        The artifacts (label ``bad``, reason ``background``).
-    """
+    """``n`` large diffuse units at local maxima of the neuropil (see the module docstring)."""
     rng, tv = ctx.rng, ctx.tv
     shape = ctx.shape
     h, w = shape

@@ -4,10 +4,15 @@
 :func:`~cellsift.pipeline.sim.extract.extract_units` needs (each neuron's image as
 the camera sees it and its signal as its own unit would carry it);
 :func:`find_cells` then decides which active in-focus cells CNMF-E finds and builds
-their (good) units. The artifact families
-(:mod:`~cellsift.pipeline.sim.artifacts_shape`,
-:mod:`~cellsift.pipeline.sim.artifacts_signal`) draw from the same
-:class:`ExtractionContext`, in a fixed order, so a seed always gives the same units.
+their (good) units.
+
+The artifact families (:mod:`~cellsift.pipeline.sim.artifacts_shape`,
+:mod:`~cellsift.pipeline.sim.artifacts_signal`) have one function per artifact reason,
+``*_units(ctx, n)``: it takes the :class:`ExtractionContext` (after
+:func:`find_cells`) and the number ``n`` of artifacts wanted, and returns them as a list
+of :class:`~cellsift.pipeline.sim.footprints.Unit` (label ``bad``, that reason). Every
+phase draws from the context's generator in a fixed order, so a seed always gives the
+same units.
 """
 
 from __future__ import annotations
@@ -146,12 +151,8 @@ def make_context(
 
     Parameters
     ----------
-    pop
-        The animal's population.
-    scene
-        The session's spatial components.
-    activity
-        The session's activity.
+    pop, scene, activity
+        The animal's population, the session's spatial components and its activity.
     rng
         Random generator of the extraction, kept for the later phases.
 

@@ -1,40 +1,17 @@
 """A CNMF-E-like extraction of the simulated session: real cells plus artifacts.
 
 The simulator does not run CNMF-E; it writes what CNMF-E typically returns for such a
-movie. Every unit ``i`` has a footprint ``a_i`` (unit L2 norm) and a raw trace
+movie. Every unit has a footprint (unit L2 norm) and a raw trace ``C_raw`` mixing the
+signals of the neurons under it, background residue, brain motion and camera noise
+(the model is written out in :mod:`~cellsift.pipeline.sim.traces`). ``C`` and ``S`` are
+then estimated from ``C_raw`` by a thresholded, non-negative matching-pursuit
+deconvolution with the unit's AR(2) calcium kernel, so ``C`` holds false small events
+on noise and misses weak real ones, as a real deconvolution does.
 
-.. math::
-
-    C^{raw}_i(t) = \\sum_j m_{ij}\\, \\sigma_j(t) + \\rho^{bg}_i\\, a_i \\cdot B(t)
-                   - \\rho^{mot}_i\\, (a_i \\cdot \\nabla \\bar F) \\cdot d(t) + \\epsilon_i(t)
-
-where :math:`\\sigma_j(t) = \\lVert f_j \\rVert\\, b_j\\, \\mathrm{bleach}(t)\\, \\Delta F/F_j(t)`
-is neuron ``j``'s signal as its own unit would carry it, :math:`B(t)` the background
-fluctuation (blobs, neuropil, bleaching) that CNMF-E's ring model leaves behind,
-:math:`d(t)` the brain motion left after motion correction and
-:math:`\\epsilon_i` white noise with the SD the camera noise gives under ``a_i``.
-``C`` and ``S`` are then estimated from ``C_raw`` by a thresholded, non-negative
-matching-pursuit deconvolution with the unit's AR(2) calcium kernel, so ``C`` holds
-false small events on noise and misses weak real ones, as a real deconvolution does.
-
-Artifact kinds (label ``bad``), each with its ``reason``:
-
-``no_transients``
-    ``silent_cell`` (a real soma that is silent this session) or ``ghost`` (a static
-    bright spot of tissue); the trace is noise, background residue and motion blips.
-``irregular_shape``
-    ``dendrite`` (a real, active dendrite: a thin streak), ``fragment`` (a tiny piece
-    of a real cell), ``large_blob`` (an active out-of-focus neuron: big and diffuse)
-    and ``ragged`` (a multi-lobed patch between cells with their weak signals).
-``borrowed_fluorescence``
-    A soma-like footprint touching an active cell where the movie has no cell; its
-    trace is a scaled copy of the neighbour's signal plus its own noise.
-``overlap``
-    A near-duplicate (shifted 1-3 px, > 50 % overlap) of an active cell sharing its
-    signal.
-``background``
-    A large diffuse footprint on the background whose trace is the slow background
-    fluctuation (with the neuropil's population-activity bumps).
+Artifacts (label ``bad``) come in the five reasons of :data:`ARTIFACT_REASONS`:
+``no_transients`` and ``irregular_shape`` (:mod:`~cellsift.pipeline.sim.artifacts_shape`),
+``borrowed_fluorescence``, ``overlap`` and ``background``
+(:mod:`~cellsift.pipeline.sim.artifacts_signal`); each module describes its kinds.
 
 Modules: :mod:`~cellsift.pipeline.sim.cells` (the real cells CNMF-E finds and the
 state the phases share), :mod:`~cellsift.pipeline.sim.artifacts_shape` and
@@ -155,12 +132,8 @@ def extract_units(
 
     Parameters
     ----------
-    pop
-        The animal's population.
-    scene
-        The session's spatial components.
-    activity
-        The session's activity.
+    pop, scene, activity
+        The animal's population, the session's spatial components and its activity.
     rng
         Random generator of the extraction.
     fps

@@ -213,12 +213,8 @@ def expected_frame(pop: Population, scene: Scene, activity: Activity) -> np.ndar
 
     Parameters
     ----------
-    pop
-        The animal's population.
-    scene
-        The session's spatial components.
-    activity
-        The session's activity.
+    pop, scene, activity
+        The animal's population, the session's spatial components and its activity.
 
     Returns
     -------
@@ -246,12 +242,8 @@ def render_movie(
 
     Parameters
     ----------
-    pop
-        The animal's population.
-    scene
-        The session's spatial components.
-    activity
-        The session's activity.
+    pop, scene, activity
+        The animal's population, the session's spatial components and its activity.
     rng
         Random generator of the camera noise.
     block_frames

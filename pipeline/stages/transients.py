@@ -128,19 +128,13 @@ def _as_trace(trace: np.ndarray, *, field_name: str = "C_raw") -> np.ndarray:
 def robust_noise_sd(trace: np.ndarray) -> float:
     """Robust SD of the fast noise of a trace (trace units).
 
-    ``MAD(diff(trace)) / (0.6745 * sqrt(2))``: exact for white Gaussian noise and barely
-    affected by transients, whose frame-to-frame changes are few. If the MAD is 0 (e.g.
-    a mostly constant, quantised trace) falls back to ``SD(diff) / sqrt(2)``.
+    :func:`cellsift.pipeline._util.diff_noise_sd` of ``trace`` once it is checked to be
+    1-D and finite: ``>= 0``, 0 for constant traces or traces shorter than 3 frames.
 
-    Parameters
-    ----------
-    trace
-        1-D trace ``(frame,)``.
-
-    Returns
-    -------
-    float
-        ``>= 0``; 0 for constant traces or traces shorter than 3 frames.
+    Raises
+    ------
+    InputFormatError
+        ``trace`` is not 1-D or holds NaN/Inf.
     """
     return diff_noise_sd(_as_trace(trace))
 

@@ -41,8 +41,8 @@ def test_parquet_written_atomically_and_replaced(tmp_path):
 def test_layout_paths_and_unsafe_names(tmp_path):
     layout = LakeLayout(tmp_path)
     path = layout.table_file("cells", "demo", "m01", "d1")
-    assert path == tmp_path / "tables/cells/cohort=demo/animal=m01/session=d1/part-0.parquet"
-    assert layout.relative(path) == "tables/cells/cohort=demo/animal=m01/session=d1/part-0.parquet"
+    assert path == tmp_path / "tables/cells/demo/m01/d1/part-0.parquet"
+    assert layout.relative(path) == "tables/cells/demo/m01/d1/part-0.parquet"
     for bad in ("../x", "a/b", "", ".hidden", "a b"):
         with pytest.raises(LakeError):
             safe_name(bad, field="animal")

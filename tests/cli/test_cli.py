@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import subprocess
-import sys
-from pathlib import Path
 
 import pandas as pd
 from typer.testing import CliRunner
 
 from cellsift.cli import app
+from tests.commands import BIN, dask_command_args, run_args
 
-BIN = Path(sys.executable).parent
 runner = CliRunner()
 
 
@@ -52,9 +50,7 @@ def test_bad_manifest_is_one_line(tmp_path):
 
 
 def test_run_then_query_to_csv_and_parquet(tiny_lake, tmp_path):
-    result = runner.invoke(
-        app, ["run", "--lake", str(tiny_lake), "--workers", "2", "--dashboard-port", "0", "--no-progress"]
-    )
+    result = runner.invoke(app, run_args(tiny_lake, workers=2))
     assert result.exit_code == 0, result.output
     assert "Dask dashboard: http://" in result.output
     assert "4 processed" in result.output
@@ -66,9 +62,7 @@ def test_run_then_query_to_csv_and_parquet(tiny_lake, tmp_path):
     assert cells.loc[cells["label"] == "good", "reason"].isna().all()
     assert cells["overlap_flag"].any()
     # a second run finds everything up to date, also the classification
-    again = runner.invoke(
-        app, ["run", "--lake", str(tiny_lake), "--workers", "1", "--dashboard-port", "0", "--no-progress"]
-    )
+    again = runner.invoke(app, run_args(tiny_lake))
     assert again.exit_code == 0 and "already classified" in again.output, again.output
     sql = "SELECT animal, count(*) AS n FROM cells GROUP BY animal ORDER BY animal"
     result = runner.invoke(app, ["query", "--lake", str(tiny_lake), sql])
@@ -101,12 +95,8 @@ def test_local_cluster_dashboard_serves(tmp_path):
 
 
 def test_analyze_and_report_commands(tiny_lake, tmp_path):
-    for args in (["run"], ["analyze"]):
-        result = runner.invoke(
-            app,
-            [*args, "--lake", str(tiny_lake), "--workers", "1", "--dashboard-port", "0"]
-            + (["--no-progress"] if args == ["run"] else []),
-        )
+    for args in (run_args(tiny_lake), dask_command_args("analyze", tiny_lake)):
+        result = runner.invoke(app, args)
         assert result.exit_code == 0, result.output
     assert "analysis: 4 processed" in result.output
     result = runner.invoke(
@@ -120,20 +110,7 @@ def test_analyze_and_report_commands(tiny_lake, tmp_path):
 
 
 def test_train_evaluate_and_models_list(tiny_lake, tmp_path):
-    result = runner.invoke(
-        app,
-        [
-            "run",
-            "--lake",
-            str(tiny_lake),
-            "--workers",
-            "1",
-            "--dashboard-port",
-            "0",
-            "--no-progress",
-            "--no-classify",
-        ],
-    )
+    result = runner.invoke(app, run_args(tiny_lake, "--no-classify"))
     assert result.exit_code == 0 and "classification" not in result.output, result.output
     result = runner.invoke(
         app,
@@ -159,42 +136,14 @@ def test_train_evaluate_and_models_list(tiny_lake, tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert "balanced accuracy" in result.output and (report / "report.json").is_file()
-    result = runner.invoke(
-        app,
-        [
-            "run",
-            "--lake",
-            str(tiny_lake),
-            "--workers",
-            "1",
-            "--dashboard-port",
-            "0",
-            "--no-progress",
-            "--model",
-            "lab-v1",
-        ],
-    )
+    result = runner.invoke(app, run_args(tiny_lake, "--model", "lab-v1"))
     assert result.exit_code == 0 and "classification (lab-v1)" in result.output, result.output
     result = runner.invoke(
         app, ["montage", "--lake", str(tiny_lake), "--out", str(tmp_path / "calls.png"), "--n", "4"]
     )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "calls.png").stat().st_size > 10_000
-    result = runner.invoke(
-        app,
-        [
-            "run",
-            "--lake",
-            str(tiny_lake),
-            "--workers",
-            "1",
-            "--dashboard-port",
-            "0",
-            "--no-progress",
-            "--model",
-            "no-such-model",
-        ],
-    )
+    result = runner.invoke(app, run_args(tiny_lake, "--model", "no-such-model"))
     assert result.exit_code == 1 and "no-such-model" in result.output
     result = runner.invoke(app, ["train", "--kind", "features"])
     assert result.exit_code == 1 and "--lake" in result.output

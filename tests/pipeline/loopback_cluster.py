@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-BIN = Path(sys.executable).parent
+from tests.commands import BIN
 
 
 @contextmanager

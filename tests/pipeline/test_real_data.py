@@ -40,6 +40,12 @@ def _row(session: str, **values: object) -> dict[str, object]:
     return {"cohort": "real", "animal": "demo", "session": session, "stage": "baseline", "day": 1, **values}
 
 
+def _minian_row(**values: object) -> dict[str, object]:
+    """The Minian demo session: its raw video at 20 Hz and the Minian output."""
+    video, extraction = str(MINIAN / "raw_video_ffv1"), str(MINIAN / "minian_output")
+    return _row("minian_demo", video=video, extraction=extraction, fps=20, **values)
+
+
 @pytest.fixture(scope="module")
 def real_lake(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list]:  # type: ignore[type-arg]
     root = tmp_path_factory.mktemp("real")
@@ -47,13 +53,7 @@ def real_lake(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list]:  #
         root / "cohort.csv",
         [
             # the raw video holds every 2nd frame of the 2000 the traces cover: declared
-            _row(
-                "minian_demo",
-                video=str(MINIAN / "raw_video_ffv1"),
-                extraction=str(MINIAN / "minian_output"),
-                fps=20,
-                temporal_downsample=2,
-            ),
+            _minian_row(temporal_downsample=2),
             # a CNMF-E Sources2D object saved by save_workspace (-v7.3); no movie
             _row("cnmfe_neuron", video="", extraction=str(NEURON)),
         ],
@@ -141,17 +141,7 @@ def test_real_sessions_are_classified_by_the_shipped_model(real_lake: tuple[Path
 
 
 def test_real_minian_without_declared_downsampling(tmp_path: Path) -> None:
-    manifest = write_manifest_csv(
-        tmp_path / "cohort.csv",
-        [
-            _row(
-                "minian_demo",
-                video=str(MINIAN / "raw_video_ffv1"),
-                extraction=str(MINIAN / "minian_output"),
-                fps=20,
-            )
-        ],
-    )
+    manifest = write_manifest_csv(tmp_path / "cohort.csv", [_minian_row()])
     (result,) = ingest_cohort(manifest, tmp_path / "lake")
     assert result.status == "failed"
     assert "traces have 2000 frames" in result.error and "has 1000" in result.error

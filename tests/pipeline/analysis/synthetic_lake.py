@@ -204,11 +204,10 @@ def make_session(
     )
     Catalog(lake).upsert(record)
     # ---- pipeline outputs: cells, sessions, labels
+    key = {"cohort": "syn", "animal": "m01", "session": session}
     cells = [
         {
-            "cohort": "syn",
-            "animal": "m01",
-            "session": session,
+            **key,
             "stage": stage,
             "day": day,
             "unit_id": int(uid),
@@ -219,43 +218,21 @@ def make_session(
         }
         for i, uid in enumerate(unit_ids)
     ]
-    write_parquet_atomic(
-        pa.Table.from_pylist(cells, schema=CELLS_SCHEMA),
-        layout.table_file("cells", "syn", "m01", session),
-        tmp_root=layout.tmp,
-    )
-    write_parquet_atomic(
-        pa.Table.from_pylist(
-            [
-                {
-                    "cohort": "syn",
-                    "animal": "m01",
-                    "session": session,
-                    "input_hash": f"hash-{session}",
-                    "run_id": "run-1",
-                }
-            ],
-            schema=SESSIONS_SCHEMA,
-        ),
-        layout.table_file("sessions", "syn", "m01", session),
-        tmp_root=layout.tmp,
-    )
     labels = [
-        {
-            "cohort": "syn",
-            "animal": "m01",
-            "session": session,
-            "unit_id": int(uid),
-            "label": "bad" if i == 11 else "good",
-            "source": "test",
-        }
+        {**key, "unit_id": int(uid), "label": "bad" if i == 11 else "good", "source": "test"}
         for i, uid in enumerate(unit_ids)
     ]
-    write_parquet_atomic(
-        pa.Table.from_pylist(labels, schema=LABELS_SCHEMA),
-        layout.table_file("labels", "syn", "m01", session),
-        tmp_root=layout.tmp,
-    )
+    tables = {
+        "cells": (cells, CELLS_SCHEMA),
+        "sessions": ([{**key, "input_hash": f"hash-{session}", "run_id": "run-1"}], SESSIONS_SCHEMA),
+        "labels": (labels, LABELS_SCHEMA),
+    }
+    for name, (rows, schema) in tables.items():
+        write_parquet_atomic(
+            pa.Table.from_pylist(rows, schema=schema),
+            layout.table_file(name, "syn", "m01", session),
+            tmp_root=layout.tmp,
+        )
     return {
         "time_s": t,
         "unit_ids": unit_ids,

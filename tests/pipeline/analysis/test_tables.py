@@ -162,27 +162,14 @@ def test_rerun_skips_and_new_labels_recompute(synthetic):
 def test_bad_sessions_fail_alone(tmp_path):
     lake = tmp_path / "lake"
     Catalog(lake, create=True)
-    make_session(lake, tmp_path / "raw", "d1_conditioning", "conditioning", 1, "frames", seed=1)
+    raw = tmp_path / "raw"
+    make_session(lake, raw, "d1_conditioning", "conditioning", 1, "frames", seed=1)
+    tone_after_the_end = [("CS+", "500.0", "504.0", "")]
+    unknown_event = [("laser", "20.0", "21.0", "")]
     late = make_session(
-        lake,
-        tmp_path / "raw",
-        "d2_safety",
-        "safety",
-        2,
-        "frames",
-        seed=2,
-        extra_events=[("CS+", "500.0", "504.0", "")],
+        lake, raw, "d2_safety", "safety", 2, "frames", seed=2, extra_events=tone_after_the_end
     )
-    make_session(
-        lake,
-        tmp_path / "raw",
-        "d3_extinction",
-        "extinction",
-        3,
-        "frames",
-        seed=3,
-        extra_events=[("laser", "20.0", "21.0", "")],
-    )
+    make_session(lake, raw, "d3_extinction", "extinction", 3, "frames", seed=3, extra_events=unknown_event)
     LakeLayout(lake).table_file("cells", "syn", "m01", "d1_conditioning").unlink()
     summary = build_analysis_tables(lake, params=PARAMS)
     by = {o.session: o for o in summary.outcomes}

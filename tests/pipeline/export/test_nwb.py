@@ -224,7 +224,7 @@ def test_video_none_and_a_missing_source_video(lake_copy, tmp_path):
 
 def test_one_bad_session_does_not_stop_the_others(lake_copy, tmp_path):
     catalog = cellsift.open_lake(lake_copy).catalog.set_index(["animal", "session"])
-    shutil.rmtree(lake_copy / catalog.loc[("m01", "d2_extinction"), "dataset_path"] / "A")
+    shutil.rmtree(lake_copy / catalog.loc[("m01", "d2_extinction"), "dataset_path"])  # store gone
     outcomes = export_nwb(
         lake_copy, tmp_path / "out", sessions=["tiny/m01/d1_conditioning", "m01/d2_extinction"], video="none"
     )
@@ -233,6 +233,7 @@ def test_one_bad_session_does_not_stop_the_others(lake_copy, tmp_path):
     bad = status["d2_extinction"]
     assert bad.failed and bad.path is None
     assert bad.line.startswith("FAILED tiny/m01/d2_extinction: ") and "\n" not in bad.line
+    assert "session store is missing" in bad.error and "cellsift ingest" in bad.error
     assert not (tmp_path / "out" / "tiny" / "m01" / "d2_extinction.nwb").exists()
     assert [p.name for p in (tmp_path / "out" / "tiny" / "m01").iterdir()] == ["d1_conditioning.nwb"]
 
@@ -255,6 +256,43 @@ def test_bad_arguments_are_refused(analysed_lake, tmp_path):
         export_nwb(analysed_lake, tmp_path, video="stream")  # type: ignore[arg-type]
     with pytest.raises(ParameterError, match="no ingested session matches 'm09/d1'"):
         export_nwb(analysed_lake, tmp_path, sessions=["m09/d1"])
+    with pytest.raises(ParameterError, match="no ingested session matches 'm09/d2_extinction'"):
+        export_nwb(analysed_lake, tmp_path, sessions="m09/d2_extinction")  # one bare string is one session
     with pytest.raises(ParameterError, match="colour"):
         export_nwb(analysed_lake, tmp_path, subjects={"m01": {"colour": "black"}})
     assert not list(tmp_path.iterdir())
+
+
+def test_a_failed_write_keeps_the_previous_file(lake_copy, tmp_path, monkeypatch):
+    from cellsift.pipeline.export import nwb_ophys
+
+    (first,) = export_nwb(lake_copy, tmp_path / "out", sessions=["m02/d1_conditioning"], video="none")
+    before = first.path.read_bytes()
+
+    def broken(source, name):
+        def read(start, stop):
+            raise RuntimeError("disk on fire")
+
+        return nwb_ophys.streamed(read, source.n_frames, (source.n_units,), np.dtype(np.float32))
+
+    monkeypatch.setattr(nwb_ophys, "_trace_data", broken)  # fails while the file is being written
+    (second,) = export_nwb(lake_copy, tmp_path / "out", sessions=["m02/d1_conditioning"], video="none")
+    assert second.failed and "disk on fire" in second.error
+    assert first.path.read_bytes() == before
+    assert [p.name for p in first.path.parent.iterdir()] == [first.path.name]
+
+
+def test_an_exported_file_ingests_into_a_new_lake(analysed_lake, copied, tmp_path):
+    from cellsift.pipeline.ingest import ingest_cohort
+
+    manifest = tmp_path / "cohort.csv"
+    manifest.write_text(
+        "cohort,animal,session,stage,day,extraction,format\n"
+        f"again,m01,d1_conditioning,conditioning,1,{copied.path},nwb\n"
+    )
+    (result,) = ingest_cohort(manifest, tmp_path / "lake")
+    assert result.status == "ingested", result
+    original = _store(analysed_lake, copied)
+    again = zarr.open_group(str(tmp_path / "lake" / result.dataset_path), mode="r")
+    for name in ("unit_id", "A", "C_raw", "S", "movie"):
+        np.testing.assert_array_equal(again[name][:], original[name][:], err_msg=name)

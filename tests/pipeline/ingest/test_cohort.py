@@ -30,6 +30,7 @@ from cellsift.schemas.dataset import validate_session_dataset
 from cellsift.schemas.dims import DATASET_SCHEMA_VERSION
 from cellsift.schemas.errors import ParameterError
 from cellsift.schemas.tables import LABELS_SCHEMA
+from tests.conftest import tiny_config
 from tests.pipeline.fixtures import (
     SyntheticSession,
     make_session,
@@ -412,18 +413,10 @@ def test_demo_folder_without_manifest(raw: Path, tmp_path: Path) -> None:
 
 def test_simulated_cohort_ingests(tmp_path: Path) -> None:
     try:
-        from cellsift.pipeline.sim.cohort import SimulationConfig, simulate_cohort
+        from cellsift.pipeline.sim.cohort import simulate_cohort
     except ImportError as exc:  # pragma: no cover - the simulator is built in parallel
         pytest.skip(f"cellsift.pipeline.sim.cohort is not available yet ({exc})")
-    config = SimulationConfig(
-        n_animals=1,
-        stages=("conditioning", "extinction"),
-        n_frames=300,
-        height=64,
-        width=64,
-        seed=3,
-        cohort="tiny",
-    )
+    config = tiny_config(n_animals=1, n_frames=300, seed=3)
     manifest = simulate_cohort(tmp_path / "raw", config, n_workers=1)
     results = ingest_cohort(tmp_path / "raw", tmp_path / "lake")
     assert [r.status for r in results] == ["ingested", "ingested"], results

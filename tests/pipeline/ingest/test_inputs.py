@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -21,6 +22,7 @@ from tests.pipeline.fixtures import (
     EXTRACTION_WRITERS,
     VIDEO_WRITERS,
     blob_footprints,
+    cnmfe_arrays,
     make_session,
     render_frames,
     synthetic_traces,
@@ -38,6 +40,16 @@ def _ingest(tmp_path: Path, rows: list[dict]) -> tuple[Path, list]:  # type: ign
     manifest = write_manifest_csv(tmp_path / "cohort.csv", rows)
     lake = tmp_path / "lake"
     return lake, ingest_cohort(manifest, lake)
+
+
+def _row(**fields: object) -> dict[str, object]:
+    """A manifest row of session c/m/s (stage x, day 1) with ``fields``."""
+    return {"cohort": "c", "animal": "m", "session": "s", "stage": "x", "day": 1, **fields}
+
+
+def _spec(**files: Any) -> SessionSpec:
+    """The session c/m1/s (baseline, day 1) of ``files`` (video, extraction, events, labels)."""
+    return SessionSpec(cohort="c", animal="m1", session="s", stage="baseline", day=1, **files)
 
 
 def _open(lake: Path, result) -> xr.Dataset:  # type: ignore[no-untyped-def]
@@ -119,15 +131,7 @@ def test_extraction_only_needs_the_frame_size(tmp_path: Path) -> None:
     fp = blob_footprints(H, W, [(5, 5), (20, 20)])
     C, _, _ = synthetic_traces(2, 30)
     scipy.io.savemat(str(tmp_path / "flat.mat"), {"A": to_cnmfe_A(fp), "C": C})
-    row = {
-        "cohort": "c",
-        "animal": "m",
-        "session": "s",
-        "stage": "x",
-        "day": 1,
-        "extraction": "flat.mat",
-        "fps": 10,
-    }
+    row = _row(extraction="flat.mat", fps=10)
     _, (result,) = _ingest(tmp_path, [row])
     assert (
         result.status == "failed"
@@ -151,19 +155,8 @@ def _downsample_session(tmp_path: Path, *, longer: str) -> tuple[dict, np.ndarra
     folder = write_miniscope_v4(
         tmp_path / "raw" / "ms", video_frames, frames_per_file=30, fps=10.0 if longer == "traces" else 20.0
     )
-    write_cnmfe_v5(
-        tmp_path / "raw" / "r.mat", A=to_cnmfe_A(fp), C=trace[0], C_raw=trace[1], S=trace[2], d1=H, d2=W
-    )
-    row = {
-        "cohort": "c",
-        "animal": "m",
-        "session": "s",
-        "stage": "x",
-        "day": 1,
-        "video": str(folder),
-        "extraction": str(tmp_path / "raw" / "r.mat"),
-        "fps": 20,
-    }
+    write_cnmfe_v5(tmp_path / "raw" / "r.mat", **cnmfe_arrays(fp, *trace))
+    row = _row(video=str(folder), extraction=str(tmp_path / "raw" / "r.mat"), fps=20)
     return row, movie, np.asarray(trace[0]), np.asarray(trace[2])
 
 
@@ -205,15 +198,7 @@ def test_row_major_footprints_fail_then_ingest_with_pixel_order(tmp_path: Path) 
     folder = write_miniscope_v4(tmp_path / "raw" / "ms", render_frames(fp, C, seed=8), frames_per_file=100)
     row_major = sp.csc_matrix(np.stack([f.ravel() for f in fp], axis=1).astype(np.float64))
     write_cnmfe_v5(tmp_path / "raw" / "r.mat", A=row_major, C=C, C_raw=C_raw, S=S, d1=H, d2=W)
-    row = {
-        "cohort": "c",
-        "animal": "m",
-        "session": "s",
-        "stage": "x",
-        "day": 1,
-        "video": str(folder),
-        "extraction": str(tmp_path / "raw" / "r.mat"),
-    }
+    row = _row(video=str(folder), extraction=str(tmp_path / "raw" / "r.mat"))
     lake, (failed,) = _ingest(tmp_path / "a", [row])
     assert failed.status == "failed" and "row-major/column-major mixed up" in failed.error
     assert str(tmp_path / "raw" / "r.mat") in failed.error and "pixel_order: C" in failed.error
@@ -252,16 +237,8 @@ def test_labels_from_extraction_and_file_and_their_removal(tmp_path: Path) -> No
 
 def test_input_files_and_hash_do_not_depend_on_the_location(tmp_path: Path) -> None:
     session = make_session(tmp_path / "a" / "s", extraction="suite2p", video="suite2p_bin")
-    spec = SessionSpec(
-        cohort="c",
-        animal="m1",
-        session="s",
-        stage="baseline",
-        day=1,
-        video=session.video,
-        extraction=session.extraction,
-        events=session.events,
-        labels=session.labels,
+    spec = _spec(
+        video=session.video, extraction=session.extraction, events=session.events, labels=session.labels
     )
     roles = [role for role, _ in session_input_files(spec)]
     assert roles == [
@@ -281,12 +258,7 @@ def test_input_files_and_hash_do_not_depend_on_the_location(tmp_path: Path) -> N
     assert compute_input_hash(spec, chunk_frames=100, check_orientation=False)[0] != first
     moved = tmp_path / "b"
     (tmp_path / "a").rename(moved)
-    spec_moved = SessionSpec(
-        cohort="c",
-        animal="m1",
-        session="s",
-        stage="baseline",
-        day=1,
+    spec_moved = _spec(
         video=None,
         extraction=moved / "s" / session.extraction.relative_to(tmp_path / "a" / "s"),
         events=moved / "s" / "events.csv",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -12,38 +13,15 @@ import pytest
 import scipy.sparse as sp
 
 from cellsift.pipeline.readers import (
-    CnmfeMatReader,
+    Extraction,
     check_frame_size,
     frame_alignment,
     validate_extraction,
 )
 from cellsift.schemas.errors import InputFormatError
-from tests.pipeline.fixtures import (
-    blob_footprints,
-    synthetic_traces,
-    to_cnmfe_A,
-    write_cnmfe_v5,
-)
+from tests.pipeline.readers.conftest import FOUR_UNIT_FRAME
 
-H, W = 40, 52
-
-
-def _ext(tmp_path: Path, *, k: int = 4, t: int = 300, ids: np.ndarray | None = None, **overrides):  # type: ignore[no-untyped-def]
-    centres = [(8, 9), (30, 14), (20, 40), (10, 30)][:k]
-    fp = blob_footprints(H, W, centres)
-    C, C_raw, S = synthetic_traces(k, t, seed=2)
-    path = write_cnmfe_v5(
-        tmp_path / "r.mat",
-        A=to_cnmfe_A(fp),
-        C=C,
-        C_raw=C_raw,
-        S=S,
-        d1=H,
-        d2=W,
-        ids=np.arange(1, k + 1) if ids is None else ids,
-    )
-    ext = CnmfeMatReader(path).read()
-    return dataclasses.replace(ext, **overrides) if overrides else ext
+H, W = FOUR_UNIT_FRAME
 
 
 # =========================================================================== alignment
@@ -74,8 +52,8 @@ def test_frame_alignment_cases(tmp_path: Path) -> None:
     assert info.value.field == "C"
 
 
-def test_frame_size_checks(tmp_path: Path) -> None:
-    ext = _ext(tmp_path)
+def test_frame_size_checks(tmp_path: Path, four_unit_extraction: Callable[..., Extraction]) -> None:
+    ext = four_unit_extraction()
     check_frame_size(ext, H, W, path=tmp_path / "r.mat", video=tmp_path / "v")
     with pytest.raises(InputFormatError, match="look swapped"):
         check_frame_size(ext, W, H, path=tmp_path / "r.mat", video=tmp_path / "v")
@@ -87,8 +65,10 @@ def test_frame_size_checks(tmp_path: Path) -> None:
 # =========================================================================== components
 
 
-def test_empty_and_silent_components(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    ext = _ext(tmp_path, ids=np.array([5, 6, 7, 8]))
+def test_empty_and_silent_components(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, four_unit_extraction: Callable[..., Extraction]
+) -> None:
+    ext = four_unit_extraction(ids=np.array([5, 6, 7, 8]))
     A = ext.A.tolil()
     A[:, 2] = 0
     with pytest.raises(InputFormatError, match="1 of 4 footprints are empty .*units 7") as info:

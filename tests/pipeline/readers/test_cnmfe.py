@@ -19,6 +19,7 @@ from cellsift.pipeline.readers import (
 from cellsift.schemas.errors import CellsiftError, InputFormatError, SessionNotFoundError
 from tests.pipeline.fixtures import (
     blob_footprints,
+    cnmfe_arrays,
     synthetic_traces,
     to_cnmfe_A,
     write_cnmfe_v5,
@@ -28,27 +29,21 @@ from tests.pipeline.fixtures import (
 H, W = 32, 40
 
 
-def _extraction_inputs(
-    k: int = 3, t: int = 50
-) -> tuple[np.ndarray, sp.csc_matrix, np.ndarray, np.ndarray, np.ndarray]:
+def _extraction_inputs(k: int = 3, t: int = 50) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Footprints (k, H, W) and traces C, C_raw, S (k, t)."""
     centres = [(5, 6), (20, 30), (12, 35)][:k]
     fp = blob_footprints(H, W, centres)
     C, C_raw, S = synthetic_traces(k, t, seed=3)
-    return fp, to_cnmfe_A(fp), C, C_raw, S
+    return fp, C, C_raw, S
 
 
 @pytest.mark.parametrize("writer", [write_cnmfe_v5, write_cnmfe_v73])
 @pytest.mark.parametrize("sparse", [True, False])
 def test_cnmfe_round_trip(tmp_path: Path, writer, sparse: bool) -> None:  # type: ignore[no-untyped-def]
-    fp, A, C, C_raw, S = _extraction_inputs()
+    fp, C, C_raw, S = _extraction_inputs()
     path = writer(
         tmp_path / "r.mat",
-        A=A if sparse else A.toarray(),
-        C=C,
-        C_raw=C_raw,
-        S=S,
-        d1=H,
-        d2=W,
+        **cnmfe_arrays(fp, C, C_raw, S, sparse=sparse),
         fps=20.0,
         ids=np.array([4, 8, 15]),
         Cn=fp.max(axis=0),
@@ -74,8 +69,8 @@ def test_cnmfe_round_trip(tmp_path: Path, writer, sparse: bool) -> None:  # type
 
 @pytest.mark.parametrize("writer", [write_cnmfe_v5, write_cnmfe_v73])
 def test_cnmfe_defaults(tmp_path: Path, writer, caplog: pytest.LogCaptureFixture) -> None:  # type: ignore[no-untyped-def]
-    _, A, C, _, _ = _extraction_inputs()
-    path = writer(tmp_path / "r.mat", A=A, C=C, d1=H, d2=W, fps=None)
+    fp, C, _, _ = _extraction_inputs()
+    path = writer(tmp_path / "r.mat", **cnmfe_arrays(fp, C), fps=None)
     with caplog.at_level(logging.WARNING):
         ext = CnmfeMatReader(path).read()
     np.testing.assert_array_equal(ext.unit_ids, [1, 2, 3])
@@ -86,9 +81,9 @@ def test_cnmfe_defaults(tmp_path: Path, writer, caplog: pytest.LogCaptureFixture
 
 
 def test_cnmfe_single_unit_squeezed(tmp_path: Path) -> None:
-    fp, A, C, C_raw, S = _extraction_inputs(k=1)
+    fp, C, C_raw, S = _extraction_inputs(k=1)
     path = write_cnmfe_v5(
-        tmp_path / "r.mat", A=A.toarray(), C=C, C_raw=C_raw, S=S, d1=H, d2=W, ids=np.array([7])
+        tmp_path / "r.mat", **cnmfe_arrays(fp, C, C_raw, S, sparse=False), ids=np.array([7])
     )
     ext = CnmfeMatReader(path).read()
     assert ext.C.shape == (1, 50) and ext.A.shape == (H * W, 1)
@@ -96,8 +91,8 @@ def test_cnmfe_single_unit_squeezed(tmp_path: Path) -> None:
 
 
 def test_cnmfe_v73_is_real_hdf5_with_mat_header(tmp_path: Path) -> None:
-    _, A, C, _, _ = _extraction_inputs()
-    path = write_cnmfe_v73(tmp_path / "r.mat", A=A, C=C, d1=H, d2=W)
+    fp, C, _, _ = _extraction_inputs()
+    path = write_cnmfe_v73(tmp_path / "r.mat", **cnmfe_arrays(fp, C))
     assert path.read_bytes()[:10] == b"MATLAB 7.3"
     with pytest.raises(NotImplementedError):
         scipy.io.loadmat(str(path))  # scipy cannot read it: the h5py path is needed
@@ -105,8 +100,8 @@ def test_cnmfe_v73_is_real_hdf5_with_mat_header(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("writer", [write_cnmfe_v5, write_cnmfe_v73])
 def test_cnmfe_truncated(tmp_path: Path, writer) -> None:  # type: ignore[no-untyped-def]
-    _, A, C, C_raw, S = _extraction_inputs(t=400)
-    path = writer(tmp_path / "r.mat", A=A, C=C, C_raw=C_raw, S=S, d1=H, d2=W)
+    fp, C, C_raw, S = _extraction_inputs(t=400)
+    path = writer(tmp_path / "r.mat", **cnmfe_arrays(fp, C, C_raw, S))
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(InputFormatError) as info:
@@ -131,8 +126,8 @@ def test_cnmfe_no_results_variable(tmp_path: Path) -> None:
 
 
 def test_cnmfe_flat_top_level(tmp_path: Path) -> None:
-    _, A, C, _, _ = _extraction_inputs()
-    scipy.io.savemat(str(tmp_path / "flat.mat"), {"A": A, "C": C, "options": {"d1": H, "d2": W}})
+    fp, C, _, _ = _extraction_inputs()
+    scipy.io.savemat(str(tmp_path / "flat.mat"), {"A": to_cnmfe_A(fp), "C": C, "options": {"d1": H, "d2": W}})
     assert CnmfeMatReader(tmp_path / "flat.mat").read().n_units == 3
 
 
@@ -150,8 +145,8 @@ def test_cnmfe_flat_top_level(tmp_path: Path) -> None:
     ],
 )
 def test_cnmfe_checks(tmp_path: Path, change: str, field: str, pattern: str) -> None:
-    _, A, C, C_raw, S = _extraction_inputs()
-    A = A.toarray()
+    fp, C, C_raw, S = _extraction_inputs()
+    A = to_cnmfe_A(fp).toarray()
     ids = np.array([1, 2, 3])
     d1 = H
     if change == "nan_C":

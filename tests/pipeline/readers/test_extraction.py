@@ -28,6 +28,7 @@ from cellsift.pipeline.readers.orientation import footprint_image
 from cellsift.schemas.errors import InputFormatError
 from tests.pipeline.fixtures import (
     blob_footprints,
+    cnmfe_arrays,
     synthetic_traces,
     to_cnmfe_A,
     write_caiman_hdf5,
@@ -73,12 +74,7 @@ def test_cnmfe_struct_variables(tmp_path: Path, truth, variable: str) -> None:  
     fp, C, C_raw, S = truth
     path = write_cnmfe_v5(
         tmp_path / "r.mat",
-        A=to_cnmfe_A(fp),
-        C=C,
-        C_raw=C_raw,
-        S=S,
-        d1=H,
-        d2=W,
+        **cnmfe_arrays(fp, C, C_raw, S),
         fps=10.0,
         ids=np.array([3, 7, 9]),
         variable=variable,
@@ -93,9 +89,7 @@ def test_cnmfe_struct_variables(tmp_path: Path, truth, variable: str) -> None:  
 
 def test_cnmfe_neuron_results_v73(tmp_path: Path, truth) -> None:  # type: ignore[no-untyped-def]
     fp, C, C_raw, S = truth
-    path = write_cnmfe_v73(
-        tmp_path / "r.mat", A=to_cnmfe_A(fp), C=C, C_raw=C_raw, S=S, d1=H, d2=W, variable="neuron_results"
-    )
+    path = write_cnmfe_v73(tmp_path / "r.mat", **cnmfe_arrays(fp, C, C_raw, S), variable="neuron_results")
     _check_common(CnmfeMatReader(path).read(), fp, C)
 
 
@@ -103,15 +97,9 @@ def test_cnmfe_neuron_results_v73(tmp_path: Path, truth) -> None:  # type: ignor
 @pytest.mark.parametrize("sparse", [True, False])
 def test_cnmfe_sources2d_object(tmp_path: Path, truth, version: str, sparse: bool) -> None:  # type: ignore[no-untyped-def]
     fp, C, C_raw, S = truth
-    A = to_cnmfe_A(fp)
     path = write_cnmfe_neuron(
         tmp_path / "ws.mat",
-        A=A if sparse else A.toarray(),
-        C=C,
-        C_raw=C_raw,
-        S=S,
-        d1=H,
-        d2=W,
+        **cnmfe_arrays(fp, C, C_raw, S, sparse=sparse),
         fps=5.02,
         version=version,
         Cn=fp.max(axis=0).astype(np.float64),
@@ -126,7 +114,7 @@ def test_cnmfe_sources2d_object(tmp_path: Path, truth, version: str, sparse: boo
 
 def test_cnmfe_viewneurons_workspace_obj(tmp_path: Path, truth) -> None:  # type: ignore[no-untyped-def]
     fp, C, C_raw, S = truth
-    path = write_cnmfe_neuron(tmp_path / "ws.mat", A=to_cnmfe_A(fp), C=C, d1=H, d2=W, variable="obj")
+    path = write_cnmfe_neuron(tmp_path / "ws.mat", **cnmfe_arrays(fp, C), variable="obj")
     ext = CnmfeMatReader(path).read()
     assert ext.n_units == K
 
@@ -167,7 +155,7 @@ def test_cnmfe_unknown_variables_listed(tmp_path: Path) -> None:
 
 def test_cnmfe_transposed_c_named(tmp_path: Path, truth) -> None:  # type: ignore[no-untyped-def]
     fp, C, _, _ = truth
-    path = write_cnmfe_v5(tmp_path / "r.mat", A=to_cnmfe_A(fp), C=C.T.copy(), d1=H, d2=W)
+    path = write_cnmfe_v5(tmp_path / "r.mat", **cnmfe_arrays(fp, C.T.copy()))
     with pytest.raises(InputFormatError, match="C looks transposed") as info:
         CnmfeMatReader(path).read()
     assert info.value.field == "C"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -10,43 +10,29 @@ import pytest
 
 from cellsift.pipeline.readers import (
     CnmfeMatReader,
+    Extraction,
     detect_labels_format,
     read_labels_file,
 )
 from cellsift.schemas.errors import InputFormatError
 from tests.pipeline.fixtures import (
     blob_footprints,
+    cnmfe_arrays,
     synthetic_traces,
-    to_cnmfe_A,
     write_cnmfe_v5,
     write_inscopix_props,
     write_inscopix_traces,
     write_labels_csv,
 )
+from tests.pipeline.readers.conftest import FOUR_UNIT_FRAME
 
-H, W = 40, 52
-
-
-def _ext(tmp_path: Path, *, k: int = 4, t: int = 300, ids: np.ndarray | None = None, **overrides):  # type: ignore[no-untyped-def]
-    centres = [(8, 9), (30, 14), (20, 40), (10, 30)][:k]
-    fp = blob_footprints(H, W, centres)
-    C, C_raw, S = synthetic_traces(k, t, seed=2)
-    path = write_cnmfe_v5(
-        tmp_path / "r.mat",
-        A=to_cnmfe_A(fp),
-        C=C,
-        C_raw=C_raw,
-        S=S,
-        d1=H,
-        d2=W,
-        ids=np.arange(1, k + 1) if ids is None else ids,
-    )
-    ext = CnmfeMatReader(path).read()
-    return dataclasses.replace(ext, **overrides) if overrides else ext
+H, W = FOUR_UNIT_FRAME
 
 
-def test_labels_formats_detected_and_read(tmp_path: Path) -> None:
-    ext = _ext(tmp_path, ids=np.array([0, 1, 2, 3]))
+def test_labels_formats_detected_and_read(
+    tmp_path: Path, four_unit_extraction: Callable[..., Extraction]
+) -> None:
+    ext = four_unit_extraction(ids=np.array([0, 1, 2, 3]))
     kw = {"ext": ext, "fmt": None, "cohort": "c", "animal": "m1", "session": "d1"}
     plain = write_labels_csv(tmp_path / "l.csv", [0, 3], ["good", "bad"], ["", "dendrite"])
     got = read_labels_file(plain, **kw)
@@ -84,40 +70,37 @@ def test_labels_formats_detected_and_read(tmp_path: Path) -> None:
     assert read_labels_file(flags, **kw).labels == ("bad", "good")
 
 
-def test_labels_errors(tmp_path: Path) -> None:
-    ext = _ext(tmp_path)
-    kw = {"ext": ext, "fmt": None, "cohort": "c", "animal": "m1", "session": "d1"}
+@pytest.mark.parametrize(
+    ("content", "fmt", "match"),
+    [
+        ("unit_id,label\n1,good\n1,bad\n", None, "labelled more than once"),
+        ("unit_id,label\n99,good\n", None, "unit ids the extraction does not have"),
+        ("unit_id,label\n1,maybe\n", None, "label 'maybe'"),
+        ("Name,Status\nC01,accepted\nC02,pending\n", None, "cell status 'pending'"),
+        ("deleted_id\n77\n", None, "deleted ids the extraction does not have"),
+        ("deleted_id\n77\n", "xml", "unknown labels format"),
+    ],
+    ids=["twice", "unknown_unit", "bad_label", "bad_status", "unknown_deleted", "unknown_format"],
+)
+def test_labels_errors(
+    tmp_path: Path, four_unit_extraction: Callable[..., Extraction], content: str, fmt: str | None, match: str
+) -> None:
+    ext = four_unit_extraction()
     bad = tmp_path / "bad.csv"
-    bad.write_text("unit_id,label\n1,good\n1,bad\n")
-    with pytest.raises(InputFormatError, match="labelled more than once"):
-        read_labels_file(bad, **kw)
-    bad.write_text("unit_id,label\n99,good\n")
-    with pytest.raises(InputFormatError, match="unit ids the extraction does not have"):
-        read_labels_file(bad, **kw)
-    bad.write_text("unit_id,label\n1,maybe\n")
-    with pytest.raises(InputFormatError, match="label 'maybe'"):
-        read_labels_file(bad, **kw)
-    bad.write_text("Name,Status\nC01,accepted\nC02,pending\n")
-    with pytest.raises(InputFormatError, match="cell status 'pending'"):
-        read_labels_file(bad, **kw)
-    bad.write_text("deleted_id\n77\n")
-    with pytest.raises(InputFormatError, match="deleted ids the extraction does not have"):
-        read_labels_file(bad, **kw)
-    with pytest.raises(InputFormatError, match="unknown labels format"):
-        read_labels_file(bad, **{**kw, "fmt": "xml"})
+    bad.write_text(content)
+    with pytest.raises(InputFormatError, match=match):
+        read_labels_file(bad, ext=ext, fmt=fmt, cohort="c", animal="m1", session="d1")
 
 
 def test_cnmfe_before_after_pair(tmp_path: Path) -> None:
     fp = blob_footprints(H, W, [(8, 9), (30, 14), (20, 40), (10, 30)])
     C, C_raw, S = synthetic_traces(4, 100, seed=1)
     before = CnmfeMatReader(
-        write_cnmfe_v5(
-            tmp_path / "before.mat", A=to_cnmfe_A(fp), C=C, d1=H, d2=W, ids=np.array([11, 12, 13, 14])
-        )
+        write_cnmfe_v5(tmp_path / "before.mat", **cnmfe_arrays(fp, C), ids=np.array([11, 12, 13, 14]))
     ).read()
     keep = [0, 2, 3]
     after_ids = write_cnmfe_v5(
-        tmp_path / "after_ids.mat", A=to_cnmfe_A(fp[keep]), C=C[keep], d1=H, d2=W, ids=np.array([11, 13, 14])
+        tmp_path / "after_ids.mat", **cnmfe_arrays(fp[keep], C[keep]), ids=np.array([11, 13, 14])
     )
     kw = {"fmt": None, "cohort": "c", "animal": "m", "session": "s"}
     got = read_labels_file(after_ids, ext=before, **kw)
@@ -126,13 +109,9 @@ def test_cnmfe_before_after_pair(tmp_path: Path) -> None:
     # without ids: matched by footprint (a trimmed footprint still matches)
     trimmed = fp[keep].copy()
     trimmed[0][trimmed[0] < 0.3] = 0
-    after_fp = write_cnmfe_v5(tmp_path / "after_fp.mat", A=to_cnmfe_A(trimmed), C=C[keep], d1=H, d2=W)
-    before_no_ids = CnmfeMatReader(
-        write_cnmfe_v5(tmp_path / "b2.mat", A=to_cnmfe_A(fp), C=C, d1=H, d2=W)
-    ).read()
+    after_fp = write_cnmfe_v5(tmp_path / "after_fp.mat", **cnmfe_arrays(trimmed, C[keep]))
+    before_no_ids = CnmfeMatReader(write_cnmfe_v5(tmp_path / "b2.mat", **cnmfe_arrays(fp, C))).read()
     assert read_labels_file(after_fp, ext=before_no_ids, **kw).labels == ("good", "bad", "good", "good")
-    other = write_cnmfe_v5(
-        tmp_path / "other.mat", A=to_cnmfe_A(fp), C=C, d1=H, d2=W, ids=np.array([11, 12, 13, 99])
-    )
+    other = write_cnmfe_v5(tmp_path / "other.mat", **cnmfe_arrays(fp, C), ids=np.array([11, 12, 13, 99]))
     with pytest.raises(InputFormatError, match="ids the extraction lacks"):
         read_labels_file(other, ext=before, **kw)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,8 +27,10 @@ from typer.testing import CliRunner
 
 from cellsift.cli.app import app
 from cellsift.pipeline.ingest import ingest_cohort
+from tests.commands import BIN
 from tests.pipeline.fixtures import (
     blob_footprints,
+    cnmfe_arrays,
     make_session,
     render_frames,
     synthetic_traces,
@@ -47,7 +48,6 @@ from tests.pipeline.fixtures import (
     write_suite2p_plane,
 )
 
-BIN = Path(sys.executable).parent
 H, W, T = 32, 40, 60
 KEY = {"cohort": "c", "animal": "m1", "session": "s1", "stage": "conditioning", "day": 1}
 
@@ -84,18 +84,10 @@ class Case:
     def manifest(self, **changes: object) -> Path:
         return write_manifest_csv(self.root / "cohort.csv", [self.row(**changes)])
 
-    def write_mat(self, **changes: object) -> None:
-        values: dict[str, object] = {
-            "A": to_cnmfe_A(self.footprints),
-            "C": self.C,
-            "C_raw": self.C_raw,
-            "S": self.S,
-            "d1": H,
-            "d2": W,
-            "ids": np.array([10, 20, 30]),
-        }
-        values.update(changes)
-        write_cnmfe_v5(self.mat, **values)  # type: ignore[arg-type]
+    def write_mat(self, writer: Callable[..., Path] = write_cnmfe_v5, **changes: object) -> None:
+        """Write the good session's CNMF-E results to :attr:`mat` with ``changes``."""
+        values = cnmfe_arrays(self.footprints, self.C, self.C_raw, self.S)
+        writer(self.mat, **{**values, "ids": np.array([10, 20, 30]), **changes})
 
 
 def _truncate(path: Path, keep: float = 0.5) -> None:
@@ -172,9 +164,7 @@ def _(c: Case):  # type: ignore[no-untyped-def]
 
 @case("mat_v73_truncated")
 def _(c: Case):  # type: ignore[no-untyped-def]
-    write_cnmfe_v73(
-        c.mat, A=to_cnmfe_A(c.footprints), C=c.C, C_raw=c.C_raw, S=c.S, d1=H, d2=W, ids=np.array([10, 20, 30])
-    )
+    c.write_mat(write_cnmfe_v73)
     _truncate(c.mat, 0.5)
     return c.manifest(), "truncated or corrupt", "cnmfe_results.mat"
 
@@ -228,16 +218,7 @@ def _(c: Case):  # type: ignore[no-untyped-def]
     C, C_raw, S = synthetic_traces(3, 200, seed=2)
     shutil.rmtree(c.video)
     write_miniscope_v4(c.video, render_frames(fp, C, seed=2), frames_per_file=100)
-    write_cnmfe_v5(
-        c.mat,
-        A=to_cnmfe_A(fp.transpose(0, 2, 1)),
-        C=C,
-        C_raw=C_raw,
-        S=S,
-        d1=36,
-        d2=36,
-        ids=np.array([10, 20, 30]),
-    )
+    write_cnmfe_v5(c.mat, **cnmfe_arrays(fp.transpose(0, 2, 1), C, C_raw, S), ids=np.array([10, 20, 30]))
     return c.manifest(), "footprints look transposed", "cnmfe_results.mat"
 
 

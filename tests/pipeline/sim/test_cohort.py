@@ -15,17 +15,9 @@ from scipy import ndimage
 
 from cellsift.pipeline.sim import ARTIFACT_REASONS, MANIFEST_NAME, SimulationConfig, simulate_cohort
 from cellsift.pipeline.sim.adex import FIRING_CLASSES
+from tests.conftest import tiny_config
 
-SMALL = SimulationConfig(
-    n_animals=1,
-    stages=("conditioning", "safety"),
-    n_frames=1100,
-    height=64,
-    width=64,
-    cell_density=30.0,
-    seed=11,
-    cohort="tiny",
-)
+SMALL = tiny_config(n_animals=1, stages=("conditioning", "safety"), n_frames=1100, cell_density=30.0, seed=11)
 # one session at the default frame size: enough units for every artifact reason
 WIDE = SimulationConfig(n_animals=1, stages=("conditioning",), n_frames=400, seed=3)
 
@@ -70,18 +62,7 @@ def wide(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_layout_and_headers(small: Path) -> None:
     header, rows = _read_csv(small / MANIFEST_NAME)
-    assert header == [
-        "cohort",
-        "animal",
-        "session",
-        "stage",
-        "day",
-        "video",
-        "extraction",
-        "events",
-        "labels",
-        "fps",
-    ]
+    assert header == "cohort,animal,session,stage,day,video,extraction,events,labels,fps".split(",")
     assert [(r["session"], r["stage"], r["day"]) for r in rows] == [
         ("d1_conditioning", "conditioning", "1"),
         ("d2_safety", "safety", "2"),

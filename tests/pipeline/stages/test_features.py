@@ -114,22 +114,35 @@ def test_spatial_features_shape_checks() -> None:
         )
 
 
-def test_session_features_all_columns(scene: dict) -> None:
-    A, C_raw = scene["A"], scene["C_raw"]
-    transients = detect_all(C_raw, fps=FPS)
-    clips, valid, fp = run_clips(scene, [t.peak_frames for t in transients])
-    ov = compute_overlap(binarize(A))
-    f = session_features(
+def _session_features(
+    A: sp.spmatrix,
+    C_raw: np.ndarray,
+    *,
+    transients: list[TransientResult] | None = None,
+    clips: np.ndarray | None = None,
+    valid: np.ndarray | None = None,
+    fp_crops: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """:func:`session_features` of footprints ``A`` in the (H, W) frame at FPS, with the
+    transients of ``C_raw`` (unless given) and the overlap of ``A``."""
+    return session_features(
         A=A,
         dims=(H, W),
         C_raw=C_raw,
         fps=FPS,
-        transients=transients,
-        overlap=ov,
+        transients=detect_all(C_raw, fps=FPS) if transients is None else transients,
+        overlap=compute_overlap(binarize(A)),
         clips=clips,
         valid=valid,
-        fp_crops=fp,
+        fp_crops=fp_crops,
     )
+
+
+def test_session_features_all_columns(scene: dict) -> None:
+    A, C_raw = scene["A"], scene["C_raw"]
+    transients = detect_all(C_raw, fps=FPS)
+    clips, valid, fp = run_clips(scene, [t.peak_frames for t in transients])
+    f = _session_features(A, C_raw, transients=transients, clips=clips, valid=valid, fp_crops=fp)
     assert list(f) == [*FEATURE_COLUMNS, "centroid_y", "centroid_x"]
     for name, v in f.items():
         assert v.shape == (4,), name
@@ -152,19 +165,7 @@ def test_session_features_degenerate_and_no_movie() -> None:
     k = 2
     A = sp.csr_matrix((k, H * W), dtype=np.float32)  # empty footprints
     C_raw = np.zeros((k, 50))  # flat traces
-    transients = detect_all(C_raw, fps=FPS)
-    ov = compute_overlap(binarize(A))
-    f = session_features(
-        A=A,
-        dims=(H, W),
-        C_raw=C_raw,
-        fps=FPS,
-        transients=transients,
-        overlap=ov,
-        clips=None,
-        valid=None,
-        fp_crops=None,
-    )
+    f = _session_features(A, C_raw)
     for name, v in f.items():
         if name in ("spatial_corr", "spatial_corr_min", "peak_contrast"):
             assert np.all(np.isnan(v)), name  # not measured without a movie
@@ -173,16 +174,8 @@ def test_session_features_degenerate_and_no_movie() -> None:
     assert np.all(f["area_px"] == 0) and np.all(f["compactness"] == 0)
 
     clips = np.zeros((k, 1, 21, 8, 8), dtype=np.float32)
-    f2 = session_features(
-        A=A,
-        dims=(H, W),
-        C_raw=C_raw,
-        fps=FPS,
-        transients=transients,
-        overlap=ov,
-        clips=clips,
-        valid=np.ones((k, 1), bool),
-        fp_crops=np.zeros((k, 8, 8), np.float32),
+    f2 = _session_features(
+        A, C_raw, clips=clips, valid=np.ones((k, 1), bool), fp_crops=np.zeros((k, 8, 8), np.float32)
     )
     assert all(np.all(np.isfinite(v)) for v in f2.values())
 
@@ -191,14 +184,4 @@ def test_session_features_unit_count_mismatch(scene: dict) -> None:
     A = scene["A"]
     transients = [TransientResult(np.array([0]), np.zeros(1), 0, 0.0, 0.0, 0.0, 0.0)] * 3
     with pytest.raises(SchemaError):
-        session_features(
-            A=A,
-            dims=(H, W),
-            C_raw=scene["C_raw"],
-            fps=FPS,
-            transients=transients,
-            overlap=compute_overlap(binarize(A)),
-            clips=None,
-            valid=None,
-            fp_crops=None,
-        )
+        _session_features(A, scene["C_raw"], transients=transients)

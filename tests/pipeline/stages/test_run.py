@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,9 +14,8 @@ import pytest
 
 import cellsift
 from cellsift.pipeline.stages import PipelineParams, run_pipeline
+from tests.commands import BIN, run_args
 from tests.pipeline.loopback_cluster import loopback_cluster
-
-BIN = Path(sys.executable).parent
 
 
 def _cells(lake: Path) -> pd.DataFrame:
@@ -87,17 +85,7 @@ def test_external_scheduler_and_two_worker_processes_give_same_table(tiny_lake, 
 def test_killed_run_resumes_without_duplicates(tiny_lake, reference_cells):
     sessions_dir = tiny_lake / "tables" / "sessions"
     proc = subprocess.Popen(
-        [
-            str(BIN / "cellsift"),
-            "run",
-            "--lake",
-            str(tiny_lake),
-            "--workers",
-            "1",
-            "--dashboard-port",
-            "0",
-            "--no-progress",
-        ],
+        [str(BIN / "cellsift"), *run_args(tiny_lake)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
