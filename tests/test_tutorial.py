@@ -101,7 +101,7 @@ def test_tutorial_notebook_runs_on_a_small_lake(tmp_path):
         out for c in nb.cells if c.cell_type == "code" for out in c.outputs if out.output_type == "error"
     ]
     assert not errors, errors
-    assert _text(nb.cells[-1]).split() == [sys.executable, sys.prefix]
+    assert _text(nb.cells[-1]).splitlines() == [sys.executable, sys.prefix]
 
     readme = _text(_tagged(nb, "readme-query"))
     for column in ("animal", "stage", "unit_id", "cs_plus_response", "discrimination_index", "cs_plus_q"):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from os import PathLike
 from typing import Any, Final
 
@@ -24,7 +24,7 @@ from cellsift.pipeline.classify.kinds import make_model
 from cellsift.pipeline.classify.labels import LabelSpec
 from cellsift.pipeline.classify.lake_data import load_cell_data
 from cellsift.pipeline.classify.metrics import binary_metrics
-from cellsift.schemas import InputFormatError
+from cellsift.schemas import InputFormatError, ParameterError
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +33,9 @@ __all__ = [
     "CapstoneTrial",
     "capstone_on_lake",
     "capstone_protocol",
+    "capstone_trials",
     "format_capstone_table",
+    "parse_sizes",
 ]
 
 
@@ -49,6 +51,7 @@ class CapstoneTrial:
     test_accuracy: float
     test_bad_accuracy: float
     test_good_accuracy: float
+    capstone_n_train: int | None = None  # the capstone's size this row stands in for (None: n_train)
 
 
 #: The capstone's Table 2: 56 test cells (28 bad / 28 good) in every trial.
@@ -69,7 +72,8 @@ def _balanced_sample(
         raise InputFormatError(
             f"need {n_bad} bad and {n_good} good cells, the pool has {len(bad)} and {len(good)}",
             field="label",
-            fix="use a larger training pool or smaller training sizes",
+            fix=f"pass smaller training sizes, at most {2 * min(len(bad), len(good))} cells "
+            "(cellsift evaluate --sizes N1,N2,...)",
         )
     if order is None:
         return np.concatenate(
@@ -78,6 +82,109 @@ def _balanced_sample(
     ob = order[np.isin(order, bad)][:n_bad]
     og = order[np.isin(order, good)][:n_good]
     return np.concatenate([ob, og])
+
+
+def parse_sizes(text: str) -> tuple[int, ...]:
+    """Training sizes from a comma-separated list (``"377,300,150,50"``), largest first.
+
+    Raises
+    ------
+    ParameterError
+        Not 1-4 whole numbers of at least 4 cells.
+    """
+    try:
+        sizes = tuple(sorted({int(v) for v in text.split(",") if v.strip()}, reverse=True))
+    except ValueError:
+        sizes = ()
+    if not 1 <= len(sizes) <= len(CAPSTONE_TABLE2) or min(sizes) < 4:
+        raise ParameterError(
+            f"bad training sizes {text!r}",
+            field="--sizes",
+            fix="give 1-4 comma-separated cell counts of at least 4, e.g. --sizes 377,300,150,50",
+        )
+    return sizes
+
+
+def _trial(rank: int, n: int) -> CapstoneTrial:
+    """The capstone trial of rank ``rank`` (largest first), trained on ``n`` balanced cells instead."""
+    ref = CAPSTONE_TABLE2[rank]
+    if n == ref.n_train:
+        return ref
+    return replace(ref, n_train=n, n_bad=n // 2, n_good=n - n // 2, capstone_n_train=ref.n_train)
+
+
+def capstone_trials(
+    n_bad: int, n_good: int, sizes: Sequence[int] | None = None
+) -> tuple[tuple[CapstoneTrial, ...], str | None]:
+    """The trials to run on a training pool of ``n_bad`` bad and ``n_good`` good cells.
+
+    Parameters
+    ----------
+    n_bad, n_good
+        Labelled cells of each class in the training pool.
+    sizes
+        Training-set sizes (cells, balanced), at most one per capstone trial; the i-th
+        largest stands in for the capstone's i-th trial. Default: the capstone's
+        377/300/150/50, scaled down (in proportion) when the pool is too small.
+
+    Returns
+    -------
+    trials, note
+        The trials, and a one-line note when the sizes were scaled to the pool (else None).
+
+    Raises
+    ------
+    ParameterError
+        Explicit ``sizes`` larger than the pool allows, or a pool with fewer than 2
+        cells of a class.
+    """
+    most = 2 * min(n_bad, n_good)  # the largest balanced training set
+    if most < 4:
+        raise ParameterError(
+            f"the training pool has {n_bad} bad and {n_good} good labelled cells: too few "
+            "for the capstone protocol (at least 2 of each)",
+            field="label",
+            fix="label more cells, or use --protocol cv",
+        )
+    if sizes is not None:
+        wanted = sorted(set(sizes), reverse=True)
+        if len(wanted) > len(CAPSTONE_TABLE2):
+            raise ParameterError(
+                f"{len(wanted)} training sizes given", field="--sizes", fix="give at most 4 sizes"
+            )
+        if wanted[0] > most:
+            raise ParameterError(
+                f"training size {wanted[0]} needs {wanted[0] // 2} bad and {wanted[0] - wanted[0] // 2} "
+                f"good cells, the pool has {n_bad} and {n_good}",
+                field="--sizes",
+                fix=f"pass sizes of at most {most} cells, e.g. --sizes {_scaled_text(most)}",
+            )
+        return tuple(_trial(i, n) for i, n in enumerate(wanted)), None
+    default = [t.n_train for t in CAPSTONE_TABLE2]
+    if all(t.n_bad <= n_bad and t.n_good <= n_good for t in CAPSTONE_TABLE2):
+        return CAPSTONE_TABLE2, None
+    scaled = _scaled(most)
+    note = (
+        f"the training pool has {n_bad} bad / {n_good} good labelled cells, too few for the capstone's "
+        f"balanced training sets of {'/'.join(map(str, default))} cells: using "
+        f"{'/'.join(map(str, scaled))} (choose with --sizes)"
+    )
+    return tuple(_trial(i, n) for i, n in enumerate(scaled)), note
+
+
+def _scaled(most: int) -> list[int]:
+    """The capstone's sizes scaled so the largest is ``most`` (even, >= 4, distinct, largest first)."""
+    top = CAPSTONE_TABLE2[0].n_train
+    out: list[int] = []
+    for t in CAPSTONE_TABLE2:
+        n = most if t.n_train == top else max(4, 2 * int(t.n_train * most / top / 2))
+        if n not in out:
+            out.append(n)
+    return out
+
+
+def _scaled_text(most: int) -> str:
+    return ",".join(map(str, _scaled(most)))
 
 
 def _labels(data: CellData) -> np.ndarray:
@@ -100,6 +207,7 @@ def _trial_row(
     return {
         "trial": trial.trial,
         "n_train": trial.n_train,
+        "capstone_n_train": trial.capstone_n_train or trial.n_train,
         "n_bad": trial.n_bad,
         "n_good": trial.n_good,
         "model": name,
@@ -177,7 +285,7 @@ def capstone_protocol(
         idx = _balanced_sample(y_tr, trial.n_bad, trial.n_good, rng, order=order)
         train = train_pool.take(np.sort(idx))
         for name, factory in make.items():
-            rows.append(_trial_row(trial, name, factory, train, test))
+            rows.append({**_trial_row(trial, name, factory, train, test), "n_test_per_class": n_test_per_class})
             logger.info(
                 "capstone trial %d (%d cells) %s: test accuracy %.1f%% (capstone %.1f%%)",
                 trial.trial,
@@ -190,13 +298,21 @@ def capstone_protocol(
 
 
 def format_capstone_table(table: pd.DataFrame) -> str:
-    """Render :func:`capstone_protocol`'s result side by side with the capstone, as text."""
+    """Render :func:`capstone_protocol`'s result side by side with the capstone, as text.
+
+    When the training sizes differ from the capstone's (a small pool, or ``--sizes``),
+    the ``capstone`` column names the capstone size each row stands in for, and a last
+    line says so.
+    """
+    n_test = int(table["n_test_per_class"].iloc[0]) if "n_test_per_class" in table and len(table) else 28
+    cap_n = table["capstone_n_train"] if "capstone_n_train" in table else table["n_train"]
     lines = [
-        "Capstone protocol (Table 2): 56 test cells (28 bad / 28 good) from animals never trained on",
-        f"{'trial':>5} {'train cells':>17} {'model':>9} | {'capstone test':>13} {'bad':>6} {'good':>6} | "
-        f"{'cellsift test':>13} {'bad':>6} {'good':>6} {'AUC':>6} {'fit s':>6}",
+        f"Capstone protocol (Table 2): {2 * n_test} test cells ({n_test} bad / {n_test} good) "
+        "from animals never trained on",
+        f"{'trial':>5} {'train cells':>17} {'model':>9} | {'capstone (cells)':>16} {'test':>6} {'bad':>6} "
+        f"{'good':>6} | {'cellsift test':>13} {'bad':>6} {'good':>6} {'AUC':>6} {'fit s':>6}",
     ]
-    for r in table.itertuples():
+    for r, capstone_n in zip(table.itertuples(), cap_n, strict=True):
         auc = (
             "  n/a "
             if r.test_roc_auc is None or not np.isfinite(r.test_roc_auc)
@@ -204,8 +320,14 @@ def format_capstone_table(table: pd.DataFrame) -> str:
         )
         lines.append(
             f"{r.trial:>5} {f'{r.n_train} ({r.n_bad}/{r.n_good})':>17} {r.model:>9} | "
-            f"{r.capstone_test_accuracy:12.1f}% {r.capstone_test_bad_accuracy:5.1f}% {r.capstone_test_good_accuracy:5.1f}% | "
+            f"{f'({capstone_n})':>16} {r.capstone_test_accuracy:5.1f}% {r.capstone_test_bad_accuracy:5.1f}% "
+            f"{r.capstone_test_good_accuracy:5.1f}% | "
             f"{r.test_accuracy:12.1f}% {r.test_bad_accuracy:5.1f}% {r.test_good_accuracy:5.1f}% {auc} {r.fit_seconds:6.1f}"
+        )
+    if (np.asarray(cap_n) != table["n_train"].to_numpy()).any() or n_test != 28:
+        lines.append(
+            "note: training/test sizes differ from the capstone's (377/300/150/50 training, 28 + 28 test "
+            "cells), compare with care"
         )
     return "\n".join(lines)
 
@@ -218,16 +340,20 @@ def capstone_on_lake(
     models: Sequence[str] = ("ensemble", "clips"),
     labels: LabelSpec | None = None,
     seed: int = 0,
+    sizes: Sequence[int] | None = None,
     report_dir: str | PathLike[str] | None = None,
 ) -> pd.DataFrame:
     """The capstone protocol (:func:`capstone_protocol`) on a lake's labelled cells.
+
+    A lake with fewer labelled cells than the capstone's training sets (377 balanced)
+    or test set (28 + 28) gets smaller ones (:func:`capstone_trials`); one warning says so.
 
     Parameters
     ----------
     lake
         The lake.
     test_cohort
-        Draw the 56 test cells from this cohort (train on the others); default: hold out
+        Draw the test cells from this cohort (train on the others); default: hold out
         ``test_fraction`` of the animals (chosen with ``seed``).
     test_fraction
         Share of animals held out when ``test_cohort`` is not given.
@@ -237,8 +363,10 @@ def capstone_on_lake(
         :class:`~cellsift.pipeline.classify.labels.LabelSpec` (default: the lake's labels).
     seed
         Sampling and training seed.
+    sizes
+        Training-set sizes (cells, balanced; default: the capstone's, scaled to the pool).
     report_dir
-        Where ``report.json`` and ``capstone.png`` go.
+        Where ``report.json``, ``capstone.png`` and ``learning_curves.png`` go.
 
     Returns
     -------
@@ -246,20 +374,60 @@ def capstone_on_lake(
         As :func:`capstone_protocol`; also logged side by side with the capstone.
     """
     data = load_cell_data(lake, labels=labels or LabelSpec(), clips=any(m != "features" for m in models))
-    groups = data.groups
-    if test_cohort is not None:
-        test_mask = data.table["cohort"].astype(str).to_numpy() == test_cohort
-        if not test_mask.any():
-            raise InputFormatError(f"no labelled cells of cohort {test_cohort!r}", path=lake, field="cohort")
-    else:
+    test_mask = _test_mask(data, lake, test_cohort, test_fraction, seed)
+    train_pool, test_pool = data.take(~test_mask), data.take(test_mask)
+    y_tr, y_te = _labels(train_pool), _labels(test_pool)
+    trials, note = capstone_trials(int((y_tr == 0).sum()), int((y_tr == 1).sum()), sizes)
+    n_test = min(28, int((y_te == 0).sum()), int((y_te == 1).sum()))
+    if n_test < 2:
+        raise InputFormatError(
+            f"the test animals have {int((y_te == 0).sum())} bad and {int((y_te == 1).sum())} good "
+            "labelled cells: too few to test on (at least 2 of each)",
+            path=lake,
+            field="label",
+            fix="label more cells, or use --protocol cv",
+        )
+    if n_test < 28:
+        test_note = f"testing on {n_test} bad + {n_test} good cells (the capstone: 28 + 28)"
+        note = f"{note}; {test_note}" if note else f"the test animals have too few labelled cells: {test_note}"
+    if note:
+        logger.warning("%s", note)
+    factories = {name: (lambda name=name: make_model(name, seed=seed)) for name in models}
+    table = capstone_protocol(
+        train_pool, test_pool, factories, n_test_per_class=n_test, trials=trials, seed=seed
+    )
+    logger.info("\n%s", format_capstone_table(table))
+    if report_dir is not None:
+        write_report(report_dir, metrics={"protocol": "capstone", "note": note}, capstone=table)
+    return table
+
+
+def _test_mask(
+    data: CellData, lake: str | PathLike[str], test_cohort: str | None, test_fraction: float, seed: int
+) -> np.ndarray:
+    """Which labelled cells form the test pool: a cohort's, or ``test_fraction`` of the animals'."""
+    if test_cohort is None:
+        groups = data.groups
         animals = np.array(sorted(set(groups)))
         rng = np.random.default_rng(seed)
         n_test = max(1, int(round(test_fraction * len(animals))))
-        test_mask = np.isin(groups, rng.choice(animals, n_test, replace=False))
-    train_pool, test_pool = data.take(~test_mask), data.take(test_mask)
-    factories = {name: (lambda name=name: make_model(name, seed=seed)) for name in models}
-    table = capstone_protocol(train_pool, test_pool, factories, seed=seed)
-    logger.info("\n%s", format_capstone_table(table))
-    if report_dir is not None:
-        write_report(report_dir, metrics={"protocol": "capstone"}, capstone=table)
-    return table
+        return np.isin(groups, rng.choice(animals, n_test, replace=False))
+    cohorts = data.table["cohort"].astype(str).to_numpy()
+    known = sorted(set(cohorts))
+    mask = cohorts == test_cohort
+    if not mask.any():
+        raise InputFormatError(
+            f"no labelled cells of cohort {test_cohort!r} (the lake's labelled cohorts: {', '.join(known)})",
+            path=lake,
+            field="--test-cohort",
+            fix="ingest the test cohort into this lake (cellsift ingest RAW --lake LAKE), pass one of "
+            "its cohorts, or leave --test-cohort out to hold out a quarter of the animals",
+        )
+    if mask.all():
+        raise InputFormatError(
+            f"cohort {test_cohort!r} is the lake's only labelled cohort: nothing is left to train on",
+            path=lake,
+            field="--test-cohort",
+            fix="ingest a second cohort into the lake, or leave --test-cohort out to hold out animals",
+        )
+    return mask

@@ -26,7 +26,49 @@ from cellsift.schemas import PIPELINE_VERSION
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TrainedModel", "new_card", "training_summary"]
+__all__ = ["TrainedModel", "new_card", "training_cell_keys", "training_summary", "unit_ranges"]
+
+
+def unit_ranges(unit_ids: Sequence[Any]) -> str | list[str]:
+    """Unit ids compactly: integers as ``"0-12,14,16-20"``, anything else as a sorted list."""
+    if not all(isinstance(u, (int, np.integer)) and not isinstance(u, bool) and u >= 0 for u in unit_ids):
+        return sorted({str(u) for u in unit_ids})
+    ids = sorted({int(u) for u in unit_ids})
+    parts: list[str] = []
+    start = prev = None
+    for i in ids:
+        if start is None:
+            start = prev = i
+        elif prev is not None and i == prev + 1:
+            prev = i
+        else:
+            parts.append(str(start) if start == prev else f"{start}-{prev}")
+            start = prev = i
+    if start is not None:
+        parts.append(str(start) if start == prev else f"{start}-{prev}")
+    return ",".join(parts)
+
+
+def _expand(ranges: str | Sequence[str]) -> list[str]:
+    if not isinstance(ranges, str):
+        return [str(u) for u in ranges]
+    out: list[str] = []
+    for part in filter(None, ranges.split(",")):
+        lo, sep, hi = part.partition("-")
+        out += [str(i) for i in range(int(lo), int(hi) + 1)] if sep and lo else [part]
+    return out
+
+
+def training_cell_keys(training: Mapping[str, Any]) -> set[str] | None:
+    """``cohort/animal/session/unit_id`` of a card's training cells, or None if not recorded.
+
+    Cards written before cellsift recorded ``training["cells"]`` return None (their
+    ``animals`` list is all that is known).
+    """
+    cells = training.get("cells")
+    if not isinstance(cells, Mapping):
+        return None
+    return {f"{session}/{unit}" for session, ranges in cells.items() for unit in _expand(ranges)}
 
 
 def training_summary(data: CellData) -> dict[str, Any]:
@@ -38,7 +80,8 @@ def training_summary(data: CellData) -> dict[str, Any]:
         ``n_cells``, ``n_good``, ``n_bad``, ``reasons`` (counts), ``cohorts``,
         ``n_animals``, ``animals`` (``cohort/animal``), ``n_sessions``, ``label_sources``,
         ``data_sha256`` (SHA-256 of the sorted ``cohort/animal/session/unit_id=label``
-        lines) and ``clip_stores`` (``{session: clip-store name}`` where known).
+        lines), ``cells`` (``{cohort/animal/session: unit ids}``, see :func:`unit_ranges`;
+        read back by :func:`training_cell_keys`) and ``clip_stores`` (``{session: clip-store name}`` where known).
     """
     table = data.table
     y = data.y if data.y is not None else np.full(len(data), -1, dtype=np.int8)
@@ -77,6 +120,12 @@ def training_summary(data: CellData) -> dict[str, Any]:
         "animals": sorted(set(group_keys(table).tolist())),
         "n_sessions": int(sessions.nunique()),
         "data_sha256": digest,
+        "cells": {
+            str(session): unit_ranges(units.tolist())
+            for session, units in table["unit_id"].groupby(sessions.to_numpy(), sort=True)
+        }
+        if len(table)
+        else {},
     }
     if "label_source" in table:
         summary["label_sources"] = (

@@ -41,6 +41,7 @@ from cellsift.pipeline.classify.clip_net import (
     choose_device,
 )
 from cellsift.pipeline.classify.data import REASONS, CellData, ClipArrays
+from cellsift.pipeline.classify.progress import epoch_milestone, report_progress
 from cellsift.pipeline.classify.splits import split_valid
 from cellsift.schemas import InputFormatError, ModelMismatchError
 
@@ -329,6 +330,8 @@ class ClipClassifier(CellClassifier):
                 vloss = record["train_loss"]
             self.history.append(record)
             logger.debug("clip model epoch %d: %s", epoch, record)
+            if epoch_milestone(epoch, cfg.epochs):
+                report_progress("  clips model epoch %d/%d", epoch, cfg.epochs)
             if vloss < best_loss - 1e-4:
                 best_loss, bad_epochs, self.best_epoch = vloss, 0, epoch
                 best_state = {k: v.detach().clone() for k, v in self.net.state_dict().items()}

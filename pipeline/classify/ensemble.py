@@ -42,6 +42,7 @@ from cellsift.pipeline.classify.data import ID_COLUMNS, REASONS, CellData
 from cellsift.pipeline.classify.feature_model import FEATURES_FILE, FeatureClassifier, FeatureModelConfig
 from cellsift.pipeline.classify.inputs import MODEL_FEATURES, table_columns_for
 from cellsift.pipeline.classify.metrics import balanced_threshold
+from cellsift.pipeline.classify.progress import report_progress
 from cellsift.pipeline.classify.splits import early_split, grouped_folds
 from cellsift.schemas import InputFormatError, ModelMismatchError, ParameterError
 
@@ -218,7 +219,9 @@ class EnsembleClassifier(CellClassifier):
     def _fit_bases_on(
         self, fit_data: CellData, val: CellData | None, seed: int, *, init: EnsembleClassifier | None = None
     ) -> tuple[FeatureClassifier, ClipClassifier]:
+        report_progress("  fitting features model...")
         fm = FeatureClassifier(replace(self.config.features, seed=seed)).fit(fit_data, valid=val)
+        report_progress("  fitting clips model...")
         cm = ClipClassifier(replace(self.config.clips, seed=seed))
         if init is not None:
             cm.fit_from(init.clips, fit_data, valid=val)
@@ -247,15 +250,19 @@ class EnsembleClassifier(CellClassifier):
         lf = np.zeros(len(train))
         lc = np.zeros(len(train))
         fold_of = np.full(len(train), -1)
-        for k, (tr, te) in enumerate(self._folds(train)):
+        folds = self._folds(train)
+        for k, (tr, te) in enumerate(folds):
+            report_progress("ensemble fold %d/%d (out-of-fold predictions for calibration)", k + 1, len(folds))
             fm, cm = self._fit_bases(train.take(tr), self.config.seed + 17 * (k + 1), init=init)
             test = train.take(te)
             lf[te] = _logit(fm.predict_proba(test))
             lc[te] = cm.predict_logit(test)[0]
             fold_of[te] = k
             logger.info("ensemble fold %d: %d train / %d calibration cells", k, len(tr), len(te))
+        report_progress("calibration (%s, on %d out-of-fold predictions)", self.config.calibration, len(y))
         self.calibrator = Calibrator.fit(lf, lc, y, method=self.config.calibration)
         fit_data, val = self._split(train, self.config.seed)
+        report_progress("final models on all %d cells", len(train))
         self.features, self.clips = self._fit_bases_on(fit_data, val, self.config.seed, init=init)
         self.table_only = FeatureClassifier(
             replace(self.config.features, seed=self.config.seed, clip_features=False, movie_features=False)

@@ -25,13 +25,16 @@ import numpy as np
 import pandas as pd
 
 from cellsift.pipeline.classify.base import CellClassifier
-from cellsift.pipeline.classify.card import check_card_for_cells
+from cellsift.pipeline.classify.card import ModelCard, check_card_for_cells
+from cellsift.pipeline.classify.card_build import training_cell_keys
 from cellsift.pipeline.classify.clip_model import ClipClassifier
 from cellsift.pipeline.classify.data import ID_COLUMNS, CellData
 from cellsift.pipeline.classify.ensemble import EnsembleClassifier
 from cellsift.pipeline.classify.figures import (
     calibration_figure,
+    LEARNING_CURVES_FILE,
     capstone_figure,
+    capstone_learning_curve_figure,
     confusion_figure,
     learning_curves_figure,
     montage,
@@ -55,6 +58,7 @@ __all__ = [
     "evaluate_on_lake",
     "per_animal",
     "predict_frame",
+    "training_cells_mask",
     "write_report",
 ]
 
@@ -165,8 +169,8 @@ def write_report(
     data
         The evaluated cells with clips: needed for the montage.
     capstone
-        From :func:`~cellsift.pipeline.classify.capstone.capstone_protocol`: stored and
-        drawn as a bar chart.
+        From :func:`~cellsift.pipeline.classify.capstone.capstone_protocol`: stored, drawn
+        as a bar chart and as a learning curve (accuracy against training-set size).
     n_montage
         Cells per montage row.
 
@@ -189,6 +193,8 @@ def write_report(
             figures.append(montage(plt, predictions, data, out, n_montage, thr))
     if capstone is not None and len(capstone):
         figures.append(capstone_figure(plt, out, capstone))
+        if LEARNING_CURVES_FILE not in figures:
+            figures.append(capstone_learning_curve_figure(plt, out, capstone))
     report: dict[str, Any] = {"metrics": metrics, "figures": figures}
     if model is not None and model.card is not None:
         report["model_card"] = model.card.to_dict()
@@ -240,14 +246,21 @@ def evaluate_on_lake(
 ) -> dict[str, Any]:
     """Evaluate a model (``default``, a registered id or a folder) on a lake's labelled cells.
 
-    Overlap-flagged cells are left out, as in training. The model card is checked
-    against the cells first (``strict``: refuse on a mismatch). Writes ``report.json``
+    Overlap-flagged cells are left out, as in training, and so are the model's own
+    training cells (:func:`training_cells_mask`; a warning gives the count, and the
+    metrics ``excluded_training_cells``). The model card is checked against the cells
+    first (``strict``: refuse on a mismatch). Writes ``report.json``
     and figures into ``report_dir`` if given.
 
     Returns
     -------
     dict
         The metrics of :func:`evaluate`.
+
+    Raises
+    ------
+    InputFormatError
+        Every labelled cell is one the model was trained on.
     """
     mdl = load_model(model, lake=lake)
     card = mdl.require_card()
@@ -261,10 +274,52 @@ def evaluate_on_lake(
         target_fps=card.fps if mdl.uses_clips and card.fps else None,
     )
     check_card_for_cells(card, data, where=str(lake), strict=strict)
+    seen, how = training_cells_mask(card, data)
+    if seen.all():
+        raise InputFormatError(
+            f"all {len(data)} labelled cells are the model's own training cells (matched {how}): "
+            "nothing held out to evaluate on",
+            path=lake,
+            field="--model",
+            fix="evaluate on cells the model was not trained on (another lake, or --labels with new "
+            "cells), or use --protocol cv",
+        )
+    if seen.any():
+        logger.warning(
+            "excluded %d of %d labelled cells: model %s was trained on them (matched %s)",
+            int(seen.sum()),
+            len(data),
+            mdl.model_id,
+            how,
+        )
+        data = data.take(np.flatnonzero(~seen))
     pred, metrics = evaluate(mdl, data)
+    metrics["excluded_training_cells"] = int(seen.sum())
+    metrics["excluded_by"] = how
     if report_dir is not None:
         write_report(report_dir, metrics=metrics, predictions=pred, model=mdl, data=data)
     return metrics
+
+
+def training_cells_mask(card: ModelCard, data: CellData) -> tuple[np.ndarray, str]:
+    """Which of ``data``'s cells the model of ``card`` was trained on.
+
+    Matched by cell (``cohort/animal/session/unit_id``) when the card records its
+    training cells, else (older cards) by animal (``cohort/animal``).
+
+    Returns
+    -------
+    mask, how
+        ``(n,)`` bool, and ``"by cell"`` or ``"by animal"``.
+    """
+    training = dict(card.training or {})
+    keys = training_cell_keys(training)
+    table = data.table
+    if keys is not None:
+        cell = table[list(ID_COLUMNS)].astype(str).agg("/".join, axis=1).to_numpy() if len(table) else []
+        return np.isin(np.asarray(cell, dtype=object), list(keys)), "by cell"
+    animals = {str(a) for a in training.get("animals", []) or []}
+    return np.isin(data.groups, list(animals)), "by animal"
 
 
 def cross_validate_on_lake(

@@ -21,8 +21,10 @@ __all__ = [
     "MONTAGE_FILE",
     "calibration_figure",
     "capstone_figure",
+    "capstone_learning_curve_figure",
     "confusion_figure",
     "learning_curves_figure",
+    "LEARNING_CURVES_FILE",
     "montage",
     "pyplot",
     "roc_pr_figure",
@@ -30,6 +32,8 @@ __all__ = [
 
 #: File name of a clip montage.
 MONTAGE_FILE: Final = "montage.png"
+#: File name of learning curves (per epoch, or accuracy against training-set size).
+LEARNING_CURVES_FILE: Final = "learning_curves.png"
 
 
 def pyplot(*, force: bool = True) -> Any:
@@ -63,7 +67,30 @@ def learning_curves_figure(
     axes[0].set(xlabel="epoch", ylabel="loss", title="Learning curves (clip network)")
     axes[1].set(xlabel="epoch", ylabel="balanced accuracy", title="Validation", ylim=(0.4, 1.0))
     axes[0].legend(fontsize=7)
-    return _save(plt, fig, out, "learning_curves.png")
+    return _save(plt, fig, out, LEARNING_CURVES_FILE)
+
+
+def capstone_learning_curve_figure(plt: Any, out: Path, capstone: pd.DataFrame) -> str:
+    """Accuracy (%) against the number of labelled training cells: each model's test and
+    training accuracy, and the capstone's test accuracy at its own training sizes."""
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    cap = capstone.drop_duplicates("trial")
+    cap_n = cap["capstone_n_train"] if "capstone_n_train" in cap else cap["n_train"]
+    ax.plot(cap_n, cap["capstone_test_accuracy"], "s:", color="grey", label="capstone test (GoogLeNet+LSTM)")
+    for name in dict.fromkeys(capstone["model"]):
+        rows = capstone[capstone["model"] == name].sort_values("n_train")
+        (line,) = ax.plot(rows["n_train"], rows["test_accuracy"], "o-", label=f"cellsift {name} test")
+        ax.plot(
+            rows["n_train"], rows["train_accuracy"], "--", color=line.get_color(), alpha=0.6, label=f"{name} train"
+        )
+    ax.set(
+        xlabel="labelled training cells (balanced)",
+        ylabel="accuracy (%)",
+        ylim=(0, 102),
+        title="Learning curve: accuracy against training-set size",
+    )
+    ax.legend(fontsize=7, loc="lower right")
+    return _save(plt, fig, out, LEARNING_CURVES_FILE)
 
 
 def roc_pr_figure(

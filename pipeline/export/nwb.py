@@ -73,7 +73,7 @@ class ExportOutcome:
     duration_s
         Wall time (s).
     contents
-        The main parts written (``"PlaneSegmentation"``, ``"dff"``, ``"trials"``, ...).
+        The main parts written (``"PlaneSegmentation"``, ``"DfOverF"``, ``"trials"``, ...).
     """
 
     key: SessionKey
@@ -162,7 +162,7 @@ def _add_ophys(
 def _contents(nwbfile: Any) -> list[str]:
     """Names of the main parts of ``nwbfile`` (for the outcome)."""
     ophys = nwbfile.processing["ophys"].data_interfaces
-    parts = [name for name in ("Fluorescence", "Deconvolved", "dff", "cell_registry") if name in ophys]
+    parts = [name for name in ("Fluorescence", "Deconvolved", "DfOverF", "cell_registry") if name in ophys]
     if "ImageSegmentation" in ophys:
         parts.insert(0, "PlaneSegmentation")
     parts += ["OnePhotonSeries"] if "OnePhotonSeries" in nwbfile.acquisition else []

@@ -7,8 +7,8 @@ memory stays bounded by one block whatever the session's length.
 Names follow what cellsift's own NWB reader (and readers that take the first
 ``RoiResponseSeries`` of a segmentation as the raw trace) expect: the raw trace is
 ``Fluorescence/C_raw``; ``S`` is in a ``Fluorescence`` container named ``Deconvolved``;
-ΔF/F is a ``DfOverF`` container named ``dff`` (lower case, so it is listed after
-``Fluorescence``: HDF5 lists groups in byte order).
+ΔF/F is the standard ``DfOverF`` container (series ``dff``); the reader takes the raw trace
+from ``Fluorescence`` whenever there is one.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ VIDEO_MODES: Final = ("link", "copy", "none")
 BLOCK_BYTES: Final = 64 << 20
 #: Target size of one HDF5 chunk (bytes).
 CHUNK_BYTES: Final = 1 << 20
-DFF_CONTAINER: Final = "dff"
+DFF_CONTAINER: Final = "DfOverF"
 
 
 class FrameClock:

@@ -297,11 +297,17 @@ class NwbExtractionReader:
         return A, dims
 
     def _response_series(self, module: Any, ps: Any) -> tuple[Any, str, Any, Any]:
-        """``(raw series, its name, neuropil series or None, deconvolved series or None)``."""
-        from pynwb.ophys import RoiResponseSeries
+        """``(raw series, its name, neuropil series or None, deconvolved series or None)``.
+
+        The raw series is the first one in a ``Fluorescence`` container; a ``DfOverF``
+        series is taken only when no ``Fluorescence`` series references the segmentation
+        (converters such as neuroconv write both, and ΔF/F is not the raw trace).
+        """
+        from pynwb.ophys import DfOverF, RoiResponseSeries
 
         raw = neuropil = spikes = None
         raw_name = ""
+        raw_is_dff = False
         for container in module.data_interfaces.values():
             candidates = getattr(container, "roi_response_series", None)
             members = (
@@ -317,8 +323,9 @@ class NwbExtractionReader:
                     spikes = spikes or rrs
                 elif "neuropil" in label:
                     neuropil = neuropil or rrs
-                elif raw is None:
+                elif raw is None or (raw_is_dff and not isinstance(container, DfOverF)):
                     raw, raw_name = rrs, f"{container.name}/{rrs.name}"
+                    raw_is_dff = isinstance(container, DfOverF)
         if raw is None:
             raise InputFormatError(
                 "no RoiResponseSeries references the PlaneSegmentation",

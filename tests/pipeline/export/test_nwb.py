@@ -56,7 +56,7 @@ def test_every_session_is_exported_atomically(linked):
             "PlaneSegmentation",
             "Fluorescence",
             "Deconvolved",
-            "dff",
+            "DfOverF",
             "trials",
             "cell_registry",
             "OnePhotonSeries",
@@ -120,7 +120,7 @@ def test_file_contents(analysed_lake, linked):
         for name in ("area_px", "peak_to_noise", "overlap_flag", *FEATURE_COLUMNS):
             np.testing.assert_array_equal(ps[name].data[:], cells[name].to_numpy(), err_msg=name)
         assert "p_good" not in ps.colnames  # no classifier ran: the empty column is left out
-        dff = ophys["dff"]["dff"]
+        dff = ophys["DfOverF"]["dff"]
         traces = lake.sql(
             "SELECT unit_id, frame, dff FROM traces WHERE animal = 'm01' AND session = 'd1_conditioning'"
         )
