@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,7 +19,7 @@ from cellsift.cli._common import (
     quiet_dask,
     setup_logging,
 )
-from cellsift.schemas import CellsiftError
+from cellsift.schemas import CellsiftError, ParameterError
 
 __all__ = ["evaluate", "models_app", "montage", "train"]
 
@@ -53,6 +56,33 @@ def _label_spec(labels: Path | None, source: list[str] | None) -> Any:
     return LabelSpec(
         csv=str(labels) if labels is not None else None, sources=tuple(source) if source else None
     )
+
+
+class _EchoHandler(logging.Handler):
+    """Progress lines (``cellsift.progress`` at INFO) printed on stdout as they come."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        echo(self.format(record))
+
+
+@contextmanager
+def _show_progress() -> Iterator[None]:
+    """Print the library's progress lines while the block runs (``cellsift.progress``)."""
+    from cellsift.pipeline.classify import PROGRESS_LOGGER
+
+    log = logging.getLogger(PROGRESS_LOGGER)
+    handler = _EchoHandler(logging.INFO)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    level, propagate = log.level, log.propagate
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
+        log.propagate = propagate
 
 
 def train(
@@ -99,18 +129,19 @@ def train(
         if lake is None:
             raise CellsiftError("no lake given", field="--lake", fix="pass --lake LAKE (or --default OUT)")
         spec = _label_spec(labels, source)
-        if base is not None:
-            from cellsift.pipeline.classify import fine_tune_on_lake
+        with _show_progress():
+            if base is not None:
+                from cellsift.pipeline.classify import fine_tune_on_lake
 
-            mdl, path = fine_tune_on_lake(
-                lake, base=base, labels=spec, model_id=model_id, seed=seed, overwrite=overwrite
-            )
-        else:
-            from cellsift.pipeline.classify import train_on_lake
+                mdl, path = fine_tune_on_lake(
+                    lake, base=base, labels=spec, model_id=model_id, seed=seed, overwrite=overwrite
+                )
+            else:
+                from cellsift.pipeline.classify import train_on_lake
 
-            mdl, path = train_on_lake(
-                lake, kind=kind.value, labels=spec, model_id=model_id, seed=seed, overwrite=overwrite
-            )
+                mdl, path = train_on_lake(
+                    lake, kind=kind.value, labels=spec, model_id=model_id, seed=seed, overwrite=overwrite
+                )
     except CellsiftError as exc:
         raise fail(exc) from None
     card = mdl.card
@@ -144,7 +175,18 @@ def evaluate(
         str, typer.Option(help="Comma-separated model kinds trained by the capstone protocol.")
     ] = "ensemble,clips",
     test_cohort: Annotated[
-        str | None, typer.Option(help="Capstone: draw the 56 test cells from this cohort.")
+        str | None,
+        typer.Option(
+            help="Capstone: draw the 56 test cells from this cohort of the lake (train on the others); "
+            "default: hold out a quarter of the animals."
+        ),
+    ] = None,
+    sizes: Annotated[
+        str | None,
+        typer.Option(
+            help="Capstone: balanced training-set sizes, e.g. 377,300,150,50 (the default, scaled "
+            "down when the lake has too few labelled cells)."
+        ),
     ] = None,
     labels: LabelsOption = None,
     source: SourceOption = None,
@@ -157,12 +199,24 @@ def evaluate(
     setup_logging(verbose)
     spec = _label_spec(labels, source)
     try:
+        if protocol is not Protocol.capstone and (sizes is not None or test_cohort is not None):
+            raise ParameterError(
+                "--sizes and --test-cohort apply to the capstone protocol only",
+                field="--protocol",
+                fix="add --protocol capstone, or leave those options out",
+            )
         if protocol is Protocol.capstone:
-            from cellsift.pipeline.classify import capstone_on_lake, format_capstone_table
+            from cellsift.pipeline.classify import capstone_on_lake, format_capstone_table, parse_sizes
 
             kinds = tuple(m.strip() for m in models.split(",") if m.strip())
             table = capstone_on_lake(
-                lake, test_cohort=test_cohort, models=kinds, labels=spec, seed=seed, report_dir=report
+                lake,
+                test_cohort=test_cohort,
+                models=kinds,
+                labels=spec,
+                seed=seed,
+                sizes=parse_sizes(sizes) if sizes is not None else None,
+                report_dir=report,
             )
             echo(format_capstone_table(table))
         else:

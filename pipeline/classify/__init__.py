@@ -34,7 +34,9 @@ from cellsift.pipeline.classify.capstone import (
     CapstoneTrial,
     capstone_on_lake,
     capstone_protocol,
+    capstone_trials,
     format_capstone_table,
+    parse_sizes,
 )
 from cellsift.pipeline.classify.card import FEATURE_VERSION, ModelCard, check_card_for_cells
 from cellsift.pipeline.classify.card_build import new_card, training_summary
@@ -65,6 +67,7 @@ from cellsift.pipeline.classify.evaluation import (
     evaluate_on_lake,
     per_animal,
     predict_frame,
+    training_cells_mask,
     write_report,
 )
 from cellsift.pipeline.classify.feature_model import FeatureClassifier, FeatureModelConfig
@@ -74,6 +77,7 @@ from cellsift.pipeline.classify.labels import LabelSpec, load_labels, read_label
 from cellsift.pipeline.classify.lake_data import load_cell_data
 from cellsift.pipeline.classify.metrics import balanced_threshold, binary_metrics, reason_metrics
 from cellsift.pipeline.classify.ood import OODDetector, session_ood
+from cellsift.pipeline.classify.progress import PROGRESS_LOGGER, report_progress
 from cellsift.pipeline.classify.splits import grouped_folds
 from cellsift.pipeline.classify.store import (
     DEFAULT_MODEL_DIR,
@@ -86,6 +90,7 @@ from cellsift.pipeline.classify.store import (
     resolve_model,
 )
 from cellsift.pipeline.classify.training import (
+    check_free_model_id,
     cross_validate,
     fine_tune,
     fine_tune_on_lake,
@@ -104,6 +109,7 @@ __all__ = [
     "MODEL_FEATURES",
     "MODEL_KINDS",
     "OUTPUT_COLUMNS",
+    "PROGRESS_LOGGER",
     "REASONS",
     "CapstoneTrial",
     "CellClassifier",
@@ -126,6 +132,8 @@ __all__ = [
     "build_simulated_lake",
     "capstone_on_lake",
     "capstone_protocol",
+    "capstone_trials",
+    "check_free_model_id",
     "check_card_for_cells",
     "check_model_id",
     "classified_montage",
@@ -150,6 +158,7 @@ __all__ = [
     "load_model",
     "make_model",
     "new_card",
+    "parse_sizes",
     "per_animal",
     "predict_frame",
     "prepare_clips",
@@ -158,11 +167,13 @@ __all__ = [
     "reason_metrics",
     "register_model",
     "remove_model",
+    "report_progress",
     "resolve_model",
     "session_ood",
     "train_default_model",
     "train_model",
     "train_on_lake",
+    "training_cells_mask",
     "training_summary",
     "write_predictions",
     "write_report",

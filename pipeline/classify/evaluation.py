@@ -190,7 +190,8 @@ def write_report(
         figures += _prediction_figures(plt, out, predictions, metrics)
         if data is not None and data.clips is not None and len(data) == len(predictions):
             thr = model.decision_threshold if model is not None else 0.5
-            figures.append(montage(plt, predictions, data, out, n_montage, thr))
+            mid = model.model_id if model is not None else None
+            figures.append(montage(plt, predictions, data, out, n_montage, thr, model_id=mid))
     if capstone is not None and len(capstone):
         figures.append(capstone_figure(plt, out, capstone))
         if LEARNING_CURVES_FILE not in figures:
@@ -426,11 +427,13 @@ def classified_montage(
             field="session",
             fix="pick a session that has a movie",
         )
-    pred = data.table[["unit_id", "p_good", "reason"]].assign(y=-1).reset_index(drop=True)
+    pred = (
+        data.table[["animal", "session", "unit_id", "p_good", "reason"]].assign(y=-1).reset_index(drop=True)
+    )
     path = Path(out)
     folder = path.parent if path.suffix.lower() == ".png" else path
     folder.mkdir(parents=True, exist_ok=True)
-    name = montage(plt, pred, data, folder, n, threshold)
+    name = montage(plt, pred, data, folder, n, threshold, model_id=model_id)
     if path.suffix.lower() == ".png" and path.name != name:
         (folder / name).replace(path)
         return path

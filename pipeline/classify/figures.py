@@ -81,7 +81,12 @@ def capstone_learning_curve_figure(plt: Any, out: Path, capstone: pd.DataFrame) 
         rows = capstone[capstone["model"] == name].sort_values("n_train")
         (line,) = ax.plot(rows["n_train"], rows["test_accuracy"], "o-", label=f"cellsift {name} test")
         ax.plot(
-            rows["n_train"], rows["train_accuracy"], "--", color=line.get_color(), alpha=0.6, label=f"{name} train"
+            rows["n_train"],
+            rows["train_accuracy"],
+            "--",
+            color=line.get_color(),
+            alpha=0.6,
+            label=f"{name} train",
         )
     ax.set(
         xlabel="labelled training cells (balanced)",
@@ -166,8 +171,52 @@ def capstone_figure(plt: Any, out: Path, capstone: pd.DataFrame) -> str:
     return _save(plt, fig, out, "capstone.png")
 
 
-def montage(plt: Any, pred: pd.DataFrame, data: CellData, out: Path, n: int, threshold: float) -> str:
+#: dF/sigma shown from this (dark) ...
+MONTAGE_VMIN: Final = -2.0
+#: ... to this (bright): one scale for every tile, so tiles compare.
+MONTAGE_VMAX: Final = 10.0
+
+
+def _tile_text(
+    pred: pd.DataFrame, data: CellData, i: int, threshold: float, width: int = 24
+) -> tuple[str, str]:
+    """Title (``p_good``, call or truth) and caption (animal / session, unit, full reason) of tile ``i``."""
+    import textwrap
+
+    def col(name: str) -> Any:
+        if name in pred:
+            return pred[name].iloc[i]
+        return data.table[name].iloc[i] if name in data.table else None
+
+    p = float(pred["p_good"].iloc[i])
+    truth = {1: "true good", 0: "true bad"}.get(int(pred["y"].iloc[i]), None)
+    title = f"p_good {p:.2f}: {'good' if p >= threshold else 'bad'}" + (f" ({truth})" if truth else "")
+    place = "/".join(str(v) for v in (col("animal"), col("session")) if v is not None)
+    lines = textwrap.wrap(place, width) if place else []
+    lines.append(f"unit {col('unit_id')}")
+    reason = col("reason")
+    if isinstance(reason, str) and reason:
+        lines += textwrap.wrap(reason.replace("_", " "), width)
+    return title, "\n".join(lines)
+
+
+def montage(
+    plt: Any,
+    pred: pd.DataFrame,
+    data: CellData,
+    out: Path,
+    n: int,
+    threshold: float,
+    *,
+    model_id: str | None = None,
+) -> str:
     """Peak frames of the most confident good/bad cells and the most uncertain cells.
+
+    Each tile shows the cell's strongest transient (mean of the peak frame and the two
+    after it, in dF/sigma on one colour scale for all tiles) with the footprint contour;
+    its frame is coloured by ``p_good`` (colour bar, decision threshold marked); the
+    title gives ``p_good`` (and the truth, if labelled) and the caption the animal,
+    session, unit and full predicted artifact reason.
 
     Parameters
     ----------
@@ -175,7 +224,8 @@ def montage(plt: Any, pred: pd.DataFrame, data: CellData, out: Path, n: int, thr
         ``matplotlib.pyplot`` (from :func:`pyplot`).
     pred
         Per cell (row-aligned with ``data``): ``p_good``, ``y`` (-1 unlabelled),
-        ``unit_id`` and, optionally, ``reason``.
+        ``unit_id`` and, optionally, ``animal``, ``session`` (else read from
+        ``data.table``) and ``reason``.
     data
         The cells with their clips.
     out
@@ -183,7 +233,10 @@ def montage(plt: Any, pred: pd.DataFrame, data: CellData, out: Path, n: int, thr
     n
         Cells per row.
     threshold
-        ``p_good`` nearest this is "most uncertain" (the model's decision threshold).
+        The model's decision threshold on ``p_good`` (stated in the title; ``p_good``
+        nearest it is "most uncertain").
+    model_id
+        Named in the title, if given.
 
     Returns
     -------
@@ -195,6 +248,9 @@ def montage(plt: Any, pred: pd.DataFrame, data: CellData, out: Path, n: int, thr
     InputFormatError
         The cells come without clips.
     """
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize, TwoSlopeNorm
+
     if data.clips is None:
         raise InputFormatError(
             "a montage needs the cells' clips", field="clips", fix="load the cells with clips=True"
@@ -208,32 +264,60 @@ def montage(plt: Any, pred: pd.DataFrame, data: CellData, out: Path, n: int, thr
     }
     c = data.clips
     nb = c.n_before
-    fig, axes = plt.subplots(len(rows), n, figsize=(1.6 * n, 1.9 * len(rows)), squeeze=False)
-    for r, (title, idx) in enumerate(rows.items()):
+    p_cmap = plt.get_cmap("RdYlGn")
+    p_norm = TwoSlopeNorm(vcenter=min(max(threshold, 0.01), 0.99), vmin=0.0, vmax=1.0)  # yellow: threshold
+    fig, axes = plt.subplots(
+        len(rows), n, figsize=(1.75 * n + 1.6, 2.4 * len(rows) + 0.6), squeeze=False, layout="constrained"
+    )
+    for r, (row_title, idx) in enumerate(rows.items()):
         for j in range(n):
             ax = axes[r, j]
-            ax.set_axis_off()
+            ax.set_xticks([])
+            ax.set_yticks([])
             if j >= len(idx):
+                ax.set_axis_off()
                 continue
             i = int(idx[j])
             k = int(np.argmax(c.valid[i])) if c.valid[i].any() else 0
             frame = c.dynamic[i, k, nb : nb + 3].astype(np.float32).mean(axis=0)
-            ax.imshow(frame, cmap="magma", vmin=-2, vmax=max(6.0, float(np.percentile(frame, 99))))
+            ax.imshow(frame, cmap="magma", vmin=MONTAGE_VMIN, vmax=MONTAGE_VMAX)
             fp = c.static[i, k, 0].astype(np.float32)
             if fp.max() > 0:
-                ax.contour(fp, levels=[0.3], colors="cyan", linewidths=0.6)
-            truth = {1: "good", 0: "bad"}.get(int(pred["y"].iloc[i]), None)
-            if truth is None:  # unlabelled: show the unit and the predicted reason
-                reason = pred["reason"].iloc[i] if "reason" in pred else None
-                truth = f"#{pred['unit_id'].iloc[i]}" + (
-                    f" {str(reason)[:10]}" if isinstance(reason, str) else ""
-                )
-            ax.set_title(f"p={p[i]:.2f} ({truth})", fontsize=7)
-        axes[r, 0].text(
-            -0.1, 0.5, title, transform=axes[r, 0].transAxes, rotation=90, ha="right", va="center", fontsize=8
-        )
-    fig.suptitle("Peak frames (dF/sigma) with footprint contour", fontsize=9)
-    fig.tight_layout()
+                ax.contour(fp, levels=[0.3], colors="cyan", linewidths=0.7)
+            for spine in ax.spines.values():
+                spine.set_edgecolor(p_cmap(p_norm(float(p[i]))))
+                spine.set_linewidth(4)
+            title, caption = _tile_text(pred, data, i, threshold)
+            ax.set_title(title, fontsize=7.5, pad=3)
+            ax.set_xlabel(caption, fontsize=6.5, labelpad=2)
+        axes[r, 0].set_ylabel(row_title, fontsize=9, fontweight="bold")
+    cbar = fig.colorbar(
+        ScalarMappable(p_norm, p_cmap), ax=axes, shrink=0.6, aspect=30, pad=0.01, location="right"
+    )
+    cbar.set_label("p_good (tile frame colour)", fontsize=8)
+    cbar.ax.axhline(threshold, color="k", lw=1.5)
+    ticks = [t for t in (0.0, 0.25, 0.5, 0.75, 1.0) if abs(t - threshold) > 0.08]
+    cbar.set_ticks(sorted([*ticks, threshold]))
+    cbar.set_ticklabels(
+        [f"{t:.2f} threshold" if t == threshold else f"{t:g}" for t in sorted([*ticks, threshold])]
+    )
+    cbar.ax.tick_params(labelsize=7)
+    img = fig.colorbar(
+        ScalarMappable(Normalize(MONTAGE_VMIN, MONTAGE_VMAX), plt.get_cmap("magma")),
+        ax=axes,
+        shrink=0.35,
+        aspect=20,
+        pad=0.01,
+        location="right",
+        anchor=(0.0, 0.0),
+    )
+    img.set_label("dF/sigma", fontsize=8)
+    who = f"model {model_id}, " if model_id else ""
+    fig.suptitle(
+        f"Classified cells ({who}decision threshold p_good = {threshold:.2f}: at or above is good)\n"
+        "peak frames in dF/sigma, cyan: footprint contour, frame colour: p_good",
+        fontsize=10,
+    )
     fig.savefig(out / MONTAGE_FILE, dpi=110)
     plt.close(fig)
     return MONTAGE_FILE

@@ -175,7 +175,19 @@ def list_models(lake: str | PathLike[str] | None = None, *, include_default: boo
         n_train_cells, n_animals, cohorts, balanced_accuracy, roc_auc, pipeline_version,
         fps, parent_model_id, path``. Folders without a readable card are skipped with
         a warning.
+
+    Raises
+    ------
+    LakeError
+        ``lake`` is given but is not a folder.
     """
+    if lake is not None and not Path(lake).is_dir():
+        raise LakeError(
+            "lake folder not found",
+            path=lake,
+            field="--lake",
+            fix="check the path, or create the lake with 'cellsift ingest RAW --lake LAKE'",
+        )
     rows = []
     if include_default and (DEFAULT_MODEL_DIR / CARD_FILE).is_file():
         card = ModelCard.read(DEFAULT_MODEL_DIR)

@@ -34,13 +34,16 @@ from cellsift.pipeline.classify.kinds import make_model
 from cellsift.pipeline.classify.labels import ALL_LABELS, LabelSpec
 from cellsift.pipeline.classify.lake_data import load_cell_data
 from cellsift.pipeline.classify.metrics import binary_metrics
+from cellsift.pipeline.classify.progress import report_progress
 from cellsift.pipeline.classify.splits import early_split, grouped_folds
-from cellsift.pipeline.classify.store import check_model_id, load_model, register_model
+from cellsift.pipeline.classify.store import check_model_id, load_model, models_dir, register_model
+from cellsift.schemas import LakeError
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "attach_oof_metrics",
+    "check_free_model_id",
     "cross_validate",
     "fine_tune",
     "fine_tune_on_lake",
@@ -110,6 +113,7 @@ def train_model(
     if kind == "ensemble":
         model.fit(data)  # the ensemble splits for early stopping and calibration itself
     else:
+        report_progress("fitting %s model...", kind)
         fit_data, val = early_split(data, early_stopping_fraction, seed)
         model.fit(fit_data, valid=val)
     if model_id is not None and model.card is not None:
@@ -212,12 +216,54 @@ def train_on_lake(
     model, path
         The trained model and its folder in the lake (``None`` if not registered).
     """
+    if register:
+        check_free_model_id(lake, model_id, overwrite=overwrite)
     cfg = clip_config or ClipModelConfig(seed=seed)
+    report_progress("loading labels and clips...")
     data = load_cell_data(lake, labels=labels, model_crop=cfg.model_crop, pool=cfg.pool)
+    _report_labels(data)
     model = train_model(data, kind, seed=seed, clip_config=cfg, model_id=model_id)
     attach_oof_metrics(model)
-    path = register_model(model, lake, overwrite=overwrite) if register else None
+    path = _register(model, lake, overwrite) if register else None
     return model, path
+
+
+def check_free_model_id(lake: str | PathLike[str], model_id: str | None, *, overwrite: bool = False) -> None:
+    """Refuse, before any training, a model id that is invalid or (unless ``overwrite``) taken.
+
+    Raises
+    ------
+    LakeError
+        The id cannot name a folder, is ``default``, or is registered in the lake already.
+    """
+    if model_id is None:
+        return
+    check_model_id(model_id)
+    final = models_dir(lake) / model_id
+    if final.exists() and not overwrite:
+        raise LakeError(
+            f"a model '{model_id}' is already registered",
+            path=final,
+            field="model_id",
+            fix="choose another --model-id, or pass --overwrite to replace it",
+        )
+
+
+def _report_labels(data: CellData) -> None:
+    y = data.y if data.y is not None else np.zeros(0)
+    report_progress(
+        "labels: %d cells (%d good / %d bad) from %d animals",
+        len(data),
+        int((y == 1).sum()),
+        int((y == 0).sum()),
+        len(set(data.groups)),
+    )
+
+
+def _register(model: CellClassifier, lake: str | PathLike[str], overwrite: bool) -> Path:
+    path = register_model(model, lake, overwrite=overwrite)
+    report_progress("registered %s in %s", model.model_id, path)
+    return path
 
 
 def fine_tune_on_lake(
@@ -235,10 +281,13 @@ def fine_tune_on_lake(
     The lake's cells must come from the clip geometry and frame rate the base model was
     trained at (its card is checked first).
     """
+    if register:
+        check_free_model_id(lake, model_id, overwrite=overwrite)
     model = load_model(base, lake=lake)
     card = model.require_card()
     crop = card.clip_model_crop or 24
     pool = card.clip_pool or 2
+    report_progress("loading labels and clips...")
     data = load_cell_data(
         lake,
         labels=labels,
@@ -248,9 +297,11 @@ def fine_tune_on_lake(
         target_fps=card.fps if model.uses_clips and card.fps else None,
     )
     check_card_for_cells(card, data, where=str(lake))
+    _report_labels(data)
+    report_progress("fine-tuning %s (%s)...", model.model_id, model.kind)
     tuned = fine_tune(model, data, seed=seed, model_id=model_id)
     attach_oof_metrics(tuned)
-    path = register_model(tuned, lake, overwrite=overwrite) if register else None
+    path = _register(tuned, lake, overwrite) if register else None
     return tuned, path
 
 

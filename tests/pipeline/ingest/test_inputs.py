@@ -22,7 +22,6 @@ from tests.pipeline.fixtures import (
     EXTRACTION_WRITERS,
     VIDEO_WRITERS,
     blob_footprints,
-    cnmfe_arrays,
     make_session,
     render_frames,
     synthetic_traces,
@@ -155,7 +154,9 @@ def _downsample_session(tmp_path: Path, *, longer: str) -> tuple[dict, np.ndarra
     folder = write_miniscope_v4(
         tmp_path / "raw" / "ms", video_frames, frames_per_file=30, fps=10.0 if longer == "traces" else 20.0
     )
-    write_cnmfe_v5(tmp_path / "raw" / "r.mat", **cnmfe_arrays(fp, *trace))
+    write_cnmfe_v5(
+        tmp_path / "raw" / "r.mat", A=to_cnmfe_A(fp), C=trace[0], C_raw=trace[1], S=trace[2], d1=H, d2=W
+    )
     row = _row(video=str(folder), extraction=str(tmp_path / "raw" / "r.mat"), fps=20)
     return row, movie, np.asarray(trace[0]), np.asarray(trace[2])
 
