@@ -285,7 +285,9 @@ def capstone_protocol(
         idx = _balanced_sample(y_tr, trial.n_bad, trial.n_good, rng, order=order)
         train = train_pool.take(np.sort(idx))
         for name, factory in make.items():
-            rows.append({**_trial_row(trial, name, factory, train, test), "n_test_per_class": n_test_per_class})
+            rows.append(
+                {**_trial_row(trial, name, factory, train, test), "n_test_per_class": n_test_per_class}
+            )
             logger.info(
                 "capstone trial %d (%d cells) %s: test accuracy %.1f%% (capstone %.1f%%)",
                 trial.trial,
@@ -389,7 +391,9 @@ def capstone_on_lake(
         )
     if n_test < 28:
         test_note = f"testing on {n_test} bad + {n_test} good cells (the capstone: 28 + 28)"
-        note = f"{note}; {test_note}" if note else f"the test animals have too few labelled cells: {test_note}"
+        note = (
+            f"{note}; {test_note}" if note else f"the test animals have too few labelled cells: {test_note}"
+        )
     if note:
         logger.warning("%s", note)
     factories = {name: (lambda name=name: make_model(name, seed=seed)) for name in models}

@@ -252,7 +252,9 @@ class EnsembleClassifier(CellClassifier):
         fold_of = np.full(len(train), -1)
         folds = self._folds(train)
         for k, (tr, te) in enumerate(folds):
-            report_progress("ensemble fold %d/%d (out-of-fold predictions for calibration)", k + 1, len(folds))
+            report_progress(
+                "ensemble fold %d/%d (out-of-fold predictions for calibration)", k + 1, len(folds)
+            )
             fm, cm = self._fit_bases(train.take(tr), self.config.seed + 17 * (k + 1), init=init)
             test = train.take(te)
             lf[te] = _logit(fm.predict_proba(test))

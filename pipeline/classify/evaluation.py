@@ -31,8 +31,8 @@ from cellsift.pipeline.classify.clip_model import ClipClassifier
 from cellsift.pipeline.classify.data import ID_COLUMNS, CellData
 from cellsift.pipeline.classify.ensemble import EnsembleClassifier
 from cellsift.pipeline.classify.figures import (
-    calibration_figure,
     LEARNING_CURVES_FILE,
+    calibration_figure,
     capstone_figure,
     capstone_learning_curve_figure,
     confusion_figure,

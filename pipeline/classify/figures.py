@@ -200,6 +200,35 @@ def _tile_text(
     return title, "\n".join(lines)
 
 
+def _montage_colour_bars(plt: Any, fig: Any, axes: Any, p_norm: Any, threshold: float) -> None:
+    """The montage's colour bars: ``p_good`` (tile frames, threshold marked) and dF/sigma (images)."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    p_cmap = plt.get_cmap("RdYlGn")
+    cbar = fig.colorbar(
+        ScalarMappable(p_norm, p_cmap), ax=axes, shrink=0.6, aspect=30, pad=0.01, location="right"
+    )
+    cbar.set_label("p_good (tile frame colour)", fontsize=8)
+    cbar.ax.axhline(threshold, color="k", lw=1.5)
+    ticks = [t for t in (0.0, 0.25, 0.5, 0.75, 1.0) if abs(t - threshold) > 0.08]
+    cbar.set_ticks(sorted([*ticks, threshold]))
+    cbar.set_ticklabels(
+        [f"{t:.2f} threshold" if t == threshold else f"{t:g}" for t in sorted([*ticks, threshold])]
+    )
+    cbar.ax.tick_params(labelsize=7)
+    img = fig.colorbar(
+        ScalarMappable(Normalize(MONTAGE_VMIN, MONTAGE_VMAX), plt.get_cmap("magma")),
+        ax=axes,
+        shrink=0.35,
+        aspect=20,
+        pad=0.01,
+        location="right",
+        anchor=(0.0, 0.0),
+    )
+    img.set_label("dF/sigma", fontsize=8)
+
+
 def montage(
     plt: Any,
     pred: pd.DataFrame,
@@ -248,8 +277,7 @@ def montage(
     InputFormatError
         The cells come without clips.
     """
-    from matplotlib.cm import ScalarMappable
-    from matplotlib.colors import Normalize, TwoSlopeNorm
+    from matplotlib.colors import TwoSlopeNorm
 
     if data.clips is None:
         raise InputFormatError(
@@ -291,27 +319,7 @@ def montage(
             ax.set_title(title, fontsize=7.5, pad=3)
             ax.set_xlabel(caption, fontsize=6.5, labelpad=2)
         axes[r, 0].set_ylabel(row_title, fontsize=9, fontweight="bold")
-    cbar = fig.colorbar(
-        ScalarMappable(p_norm, p_cmap), ax=axes, shrink=0.6, aspect=30, pad=0.01, location="right"
-    )
-    cbar.set_label("p_good (tile frame colour)", fontsize=8)
-    cbar.ax.axhline(threshold, color="k", lw=1.5)
-    ticks = [t for t in (0.0, 0.25, 0.5, 0.75, 1.0) if abs(t - threshold) > 0.08]
-    cbar.set_ticks(sorted([*ticks, threshold]))
-    cbar.set_ticklabels(
-        [f"{t:.2f} threshold" if t == threshold else f"{t:g}" for t in sorted([*ticks, threshold])]
-    )
-    cbar.ax.tick_params(labelsize=7)
-    img = fig.colorbar(
-        ScalarMappable(Normalize(MONTAGE_VMIN, MONTAGE_VMAX), plt.get_cmap("magma")),
-        ax=axes,
-        shrink=0.35,
-        aspect=20,
-        pad=0.01,
-        location="right",
-        anchor=(0.0, 0.0),
-    )
-    img.set_label("dF/sigma", fontsize=8)
+    _montage_colour_bars(plt, fig, axes, p_norm, threshold)
     who = f"model {model_id}, " if model_id else ""
     fig.suptitle(
         f"Classified cells ({who}decision threshold p_good = {threshold:.2f}: at or above is good)\n"

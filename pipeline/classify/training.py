@@ -26,6 +26,7 @@ import pandas as pd
 
 from cellsift.pipeline.classify.base import CellClassifier
 from cellsift.pipeline.classify.card import check_card_for_cells
+from cellsift.pipeline.classify.card_build import training_summary
 from cellsift.pipeline.classify.clip_model import ClipClassifier
 from cellsift.pipeline.classify.clip_net import ClipModelConfig
 from cellsift.pipeline.classify.data import ID_COLUMNS, CellData
@@ -116,9 +117,17 @@ def train_model(
         report_progress("fitting %s model...", kind)
         fit_data, val = early_split(data, early_stopping_fraction, seed)
         model.fit(fit_data, valid=val)
+    _record_all_cells(model, data)
     if model_id is not None and model.card is not None:
         _rename(model, model_id)
     return model
+
+
+def _record_all_cells(model: CellClassifier, data: CellData) -> None:
+    """Card's ``training.cells``: every cell the model saw, early-stopping split included."""
+    if model.card is not None:
+        cells = training_summary(data)["cells"]
+        model.card = replace(model.card, training={**dict(model.card.training), "cells": cells})
 
 
 def _rename(model: CellClassifier, model_id: str) -> None:
@@ -170,6 +179,7 @@ def fine_tune(
         fit_data, val = early_split(train, 0.2, seed)
         model.fit(fit_data, valid=val)
     model.card = replace(model.require_card(), parent_model_id=parent)
+    _record_all_cells(model, train)
     if model_id is not None:
         _rename(model, model_id)
     return model

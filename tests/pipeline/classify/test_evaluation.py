@@ -66,7 +66,9 @@ def test_docs_list_exactly_the_report_files(processed_lake, tmp_path):
         assert set(json.loads((tmp_path / protocol / "report.json").read_text())["figures"]) == names
 
 
-def test_heldout_evaluation_leaves_out_the_models_training_cells(ensemble, train_test, lake_model, processed_lake):
+def test_heldout_evaluation_leaves_out_the_models_training_cells(
+    ensemble, train_test, lake_model, processed_lake
+):
     from dataclasses import replace
 
     import pytest
