@@ -32,10 +32,19 @@ def test_wheel_contains_every_subpackage_folder(tmp_path):
     tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
     assert tops == {"cellsift"}, tops
     assert "cellsift/__init__.py" in names
-    for sub in SUBPACKAGES:
-        expected = {f"cellsift/{sub}/{p.name}" for p in (REPO / sub).glob("*.py")}
+    for sub in SUBPACKAGES:  # every module of every subpackage, at any depth
+        expected = {
+            f"cellsift/{p.relative_to(REPO).as_posix()}"
+            for p in (REPO / sub).rglob("*.py")
+            if "_root" not in p.parts and "__pycache__" not in p.parts
+        }
         assert expected, sub
         assert expected <= names, expected - names
+    shipped_model = {
+        f"cellsift/{p.relative_to(REPO).as_posix()}"
+        for p in (REPO / "pipeline/classify/default_model").iterdir()
+    }
+    assert shipped_model and shipped_model <= names, shipped_model - names
     # every folder with an __init__.py under a subpackage is shipped too
     for sub in SUBPACKAGES:
         for init in (REPO / sub).glob("**/__init__.py"):
