@@ -35,6 +35,24 @@ def _sql_string(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+#: Lines of a DuckDB error message that help the user fix the query (kept in the one line).
+_DUCKDB_HINTS = ("Did you mean", "Candidate bindings")
+
+
+def duckdb_error_line(exc: BaseException) -> str:
+    """Return DuckDB's error message as one line: its first line plus its hints.
+
+    DuckDB's messages span lines: the error, hints such as ``Did you mean "cells"?`` or
+    ``Candidate bindings: "noise_sd"``, and the query text with a caret. The first line and
+    the hint lines are kept, joined by a space; the query echo is dropped.
+    """
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    hints = [line for line in lines[1:] if line.startswith(_DUCKDB_HINTS)]
+    return " ".join([lines[0], *hints])
+
+
 class Lake:
     """A lake opened for reading.
 
@@ -138,9 +156,8 @@ class Lake:
         try:
             return con.execute(query).df()
         except duckdb.Error as exc:
-            first = str(exc).strip().splitlines()[0]
             raise CellsiftError(
-                f"query failed: {first}",
+                f"query failed: {duckdb_error_line(exc)}",
                 path=self.root,
                 fix=f"tables are {', '.join(self.table_names())} and catalog; "
                 "see docs/architecture.md for their columns",

@@ -6,9 +6,11 @@ stderr and exit code 1; the commands themselves compute nothing.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,7 +21,9 @@ import typer
 from cellsift.schemas import CellsiftError
 
 __all__ = [
+    "DEFAULT_SCHEDULER_TIMEOUT_S",
     "DEFAULT_WORKERS",
+    "SchedulerTimeoutOption",
     "LakeOption",
     "VerboseOption",
     "dask_client",
@@ -28,9 +32,14 @@ __all__ = [
     "quiet_dask",
     "report_failed_sessions",
     "setup_logging",
+    "show_progress",
 ]
 
 LakeOption = Annotated[Path, typer.Option("--lake", "-l", help="Lake folder (created by 'cellsift ingest').")]
+SchedulerTimeoutOption = Annotated[
+    float,
+    typer.Option(min=0.1, help="Seconds to wait for the --scheduler to answer before giving up."),
+]
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Log debug messages.")]
 
 #: Workers of a local Dask cluster unless told otherwise.
@@ -74,19 +83,97 @@ def report_failed_sessions(outcomes: Sequence[Any]) -> None:
             typer.echo(f"  FAILED    {o.cohort}/{o.animal}/{o.session}: {o.error}", err=True)
 
 
-def _connect(scheduler: str) -> Any:
-    from distributed import Client
+#: Seconds to wait for a Dask scheduler to answer unless told otherwise (``--scheduler-timeout``).
+DEFAULT_SCHEDULER_TIMEOUT_S = 30.0
+
+
+def _scheduler_address(scheduler: str) -> str:
+    """The address in ``scheduler``: itself, or the ``address`` of a scheduler file."""
+    if scheduler.endswith(".json") and Path(scheduler).exists():
+        try:
+            address = json.loads(Path(scheduler).read_text())["address"]
+        except (OSError, ValueError, KeyError, TypeError):
+            raise CellsiftError(
+                "not a Dask scheduler file (no 'address' in it)",
+                path=scheduler,
+                field="--scheduler",
+                fix="pass the file written by 'dask scheduler --scheduler-file FILE', or tcp://HOST:PORT",
+            ) from None
+        return str(address)
+    return scheduler
+
+
+def _probe_scheduler(address: str, timeout_s: float) -> None:
+    """Ask ``address`` who it is; raise unless a Dask scheduler answers within ``timeout_s`` seconds.
+
+    ``distributed.Client`` waits for ever (or fails with a long traceback) when something
+    other than a Dask scheduler listens at the address, e.g. a web server.
+    """
+    import asyncio
+
+    from distributed.comm import connect
+
+    async def identity() -> Any:
+        comm = await connect(address, timeout=timeout_s)
+        try:
+            await comm.write({"op": "identity", "reply": True})
+            return await comm.read()
+        finally:
+            comm.abort()
 
     try:
-        if scheduler.endswith(".json") and Path(scheduler).exists():
-            return Client(scheduler_file=scheduler, timeout="30s")
-        return Client(scheduler, timeout="30s")
-    except OSError as exc:
-        raise CellsiftError(
-            f"cannot connect to the Dask scheduler ({exc})",
-            field="--scheduler",
-            fix="check the address (tcp://HOST:PORT) or the scheduler file, and that the scheduler runs",
+        reply = asyncio.run(asyncio.wait_for(identity(), timeout_s))
+    except Exception as exc:  # anything: a refused connection, a timeout, garbage from a non-Dask server
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise _not_a_scheduler(
+            address, f"no Dask scheduler answered within {timeout_s:g} s ({reason})"
         ) from None
+    if not isinstance(reply, dict) or reply.get("type") != "Scheduler":
+        raise _not_a_scheduler(address, "the service there is not a Dask scheduler")
+
+
+def _not_a_scheduler(address: str, problem: str) -> CellsiftError:
+    return CellsiftError(
+        f"cannot use the Dask scheduler at {address}: {problem}",
+        field="--scheduler",
+        fix="pass the scheduler's address as printed by 'dask scheduler' (tcp://HOST:PORT, port 8786 "
+        "by default, not the dashboard's) or its scheduler file, and check that the scheduler runs",
+    )
+
+
+def _connect(scheduler: str, timeout_s: float) -> Any:
+    from distributed import Client
+
+    address = _scheduler_address(scheduler)
+    _probe_scheduler(address, timeout_s)
+    try:
+        return Client(address, timeout=f"{timeout_s}s")
+    except Exception as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise _not_a_scheduler(address, reason) from None
+
+
+def show_progress(futures: Sequence[Any]) -> None:
+    """Show how far ``futures`` (one per session) are, and return when all are done.
+
+    On a terminal: Dask's progress bar. Otherwise (a log file, a SLURM job's output): one
+    plain line each time another tenth of the futures is done, never carriage returns.
+    """
+    if not futures:
+        return
+    if sys.stdout.isatty():
+        from distributed import progress
+
+        progress(futures)
+        echo("")
+        return
+    from distributed import as_completed
+
+    start, n, shown = time.monotonic(), len(futures), 0
+    for done, _ in enumerate(as_completed(futures), start=1):
+        if done == n or done * 10 // n > shown * 10 // n:
+            shown = done
+            echo(f"  {done}/{n} sessions done ({time.monotonic() - start:.0f} s)")
 
 
 @contextmanager
@@ -97,10 +184,12 @@ def dask_client(
     threads_per_worker: int = 1,
     memory_limit: str = "auto",
     dashboard_port: int = 8787,
+    scheduler_timeout_s: float = DEFAULT_SCHEDULER_TIMEOUT_S,
 ) -> Iterator[Any]:
     """Yield a ``distributed.Client``: to ``scheduler`` if given, else to a new local cluster.
 
-    The local cluster has ``workers`` worker processes; its dashboard URL is printed. Client
+    The local cluster has ``workers`` worker processes; its dashboard URL is printed. A
+    scheduler that does not answer within ``scheduler_timeout_s`` seconds is an error. Client
     and cluster are closed on exit, whatever happened.
     """
     from distributed import Client, LocalCluster
@@ -108,7 +197,7 @@ def dask_client(
     quiet_dask(logging.getLogger().level <= logging.DEBUG)
     cluster = None
     if scheduler:
-        client = _connect(scheduler)
+        client = _connect(scheduler, scheduler_timeout_s)
     else:
         cluster = LocalCluster(
             n_workers=workers,

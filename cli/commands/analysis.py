@@ -8,8 +8,10 @@ from typing import Annotated
 import typer
 
 from cellsift.cli._common import (
+    DEFAULT_SCHEDULER_TIMEOUT_S,
     DEFAULT_WORKERS,
     LakeOption,
+    SchedulerTimeoutOption,
     VerboseOption,
     dask_client,
     echo,
@@ -27,12 +29,13 @@ def analyze(
     scheduler: Annotated[
         str | None, typer.Option(help="Address or scheduler file of an existing Dask cluster.")
     ] = None,
+    scheduler_timeout: SchedulerTimeoutOption = DEFAULT_SCHEDULER_TIMEOUT_S,
     workers: Annotated[int, typer.Option(min=1, help="Workers of the local cluster.")] = DEFAULT_WORKERS,
     dashboard_port: Annotated[int, typer.Option(help="Dashboard port (0: any free port).")] = 8787,
     force: Annotated[bool, typer.Option(help="Rebuild sessions that are up to date.")] = False,
     verbose: VerboseOption = False,
 ) -> None:
-    """Build the fear-learning tables: traces, events, trial_responses, cell_summary, behaviour."""
+    """Build the fear-learning tables: traces, events, trial_responses, cell_summary, behaviour, cell_registry."""
     setup_logging(verbose)
     from cellsift.pipeline.analysis import build_analysis_tables
 
@@ -40,7 +43,12 @@ def analyze(
         from cellsift.catalog import Catalog
 
         Catalog(lake)  # fail fast, before starting a cluster, if there is no lake
-        with dask_client(scheduler=scheduler, workers=workers, dashboard_port=dashboard_port) as client:
+        with dask_client(
+            scheduler=scheduler,
+            workers=workers,
+            dashboard_port=dashboard_port,
+            scheduler_timeout_s=scheduler_timeout,
+        ) as client:
             summary = build_analysis_tables(lake, client=client, force=force)
     except CellsiftError as exc:
         raise fail(exc) from None

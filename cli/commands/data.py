@@ -9,14 +9,17 @@ from typing import Annotated, Any
 import typer
 
 from cellsift.cli._common import (
+    DEFAULT_SCHEDULER_TIMEOUT_S,
     DEFAULT_WORKERS,
     LakeOption,
+    SchedulerTimeoutOption,
     VerboseOption,
     dask_client,
     echo,
     fail,
     report_failed_sessions,
     setup_logging,
+    show_progress,
 )
 from cellsift.schemas import CellsiftError
 
@@ -118,6 +121,7 @@ def run(
         str | None,
         typer.Option(help="Address (tcp://host:port) or scheduler file of an existing Dask cluster."),
     ] = None,
+    scheduler_timeout: SchedulerTimeoutOption = DEFAULT_SCHEDULER_TIMEOUT_S,
     workers: Annotated[
         int, typer.Option(min=1, help="Workers of the local cluster (ignored with --scheduler).")
     ] = DEFAULT_WORKERS,
@@ -132,7 +136,10 @@ def run(
         float, typer.Option(min=0.0, max=1.0, help="Flag cells whose footprint overlap exceeds this.")
     ] = 0.5,
     force: Annotated[bool, typer.Option(help="Recompute sessions that are up to date.")] = False,
-    progress: Annotated[bool, typer.Option(help="Show a terminal progress bar.")] = True,
+    progress: Annotated[
+        bool,
+        typer.Option(help="Show progress: a bar on a terminal, else a line per tenth of the sessions done."),
+    ] = True,
     model: Annotated[
         str, typer.Option(help="Classifier: 'default' (shipped), a registered model id, or a model folder.")
     ] = "default",
@@ -161,6 +168,7 @@ def run(
             threads_per_worker=threads_per_worker,
             memory_limit=memory_limit,
             dashboard_port=dashboard_port,
+            scheduler_timeout_s=scheduler_timeout,
         ) as client:
             summary, preds = _run_and_classify(
                 lake,
@@ -190,21 +198,13 @@ def _run_and_classify(
 ) -> tuple[Any, Any]:
     from cellsift.pipeline.stages import run_pipeline
 
-    def show_progress(futures: Any) -> None:
-        if progress:
-            from distributed import progress as dask_progress
-
-            dask_progress(futures)
-            echo("")
-
-    summary = run_pipeline(lake, client=client, params=params, force=force, progress=show_progress)
+    show = show_progress if progress else None
+    summary = run_pipeline(lake, client=client, params=params, force=force, progress=show)
     preds = None
     if classify and summary.count("processed") + summary.count("skipped") > 0:
         from cellsift.pipeline.classify import classify_lake
 
-        preds = classify_lake(
-            lake, model, client=client, strict=strict, only_stale=not force, progress=show_progress
-        )
+        preds = classify_lake(lake, model, client=client, strict=strict, only_stale=not force, progress=show)
     return summary, preds
 
 
