@@ -9,7 +9,7 @@ from cellsift.catalog.atomic import (
 )
 from cellsift.catalog.lake import Lake, open_lake
 from cellsift.catalog.layout import LakeLayout, safe_name
-from cellsift.catalog.lock import run_lock
+from cellsift.catalog.lock import lock_holder, run_lock, wait_until_free
 from cellsift.catalog.store import STATUS_FAILED, STATUS_INGESTED, Catalog, SessionRecord
 from cellsift.catalog.upgrade import TABLE_LAYOUT_VERSION, legacy_partitions, upgrade_table_layout
 
@@ -17,7 +17,9 @@ __all__ = [
     "TABLE_LAYOUT_VERSION",
     "legacy_partitions",
     "upgrade_table_layout",
+    "lock_holder",
     "run_lock",
+    "wait_until_free",
     "STATUS_FAILED",
     "STATUS_INGESTED",
     "Catalog",

@@ -25,7 +25,9 @@ __all__ = [
     "DEFAULT_WORKERS",
     "SchedulerTimeoutOption",
     "LakeOption",
+    "AllowFailuresOption",
     "VerboseOption",
+    "WaitOption",
     "dask_client",
     "echo",
     "fail",
@@ -41,6 +43,17 @@ SchedulerTimeoutOption = Annotated[
     typer.Option(min=0.1, help="Seconds to wait for the --scheduler to answer before giving up."),
 ]
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Log debug messages.")]
+WaitOption = Annotated[
+    bool,
+    typer.Option("--wait", help="If another run is writing to the lake, wait for it instead of refusing."),
+]
+AllowFailuresOption = Annotated[
+    bool,
+    typer.Option(
+        "--allow-failures",
+        help="Exit 0 even when some sessions failed (default: exit 1 after finishing the others).",
+    ),
+]
 
 #: Workers of a local Dask cluster unless told otherwise.
 DEFAULT_WORKERS = min(4, os.cpu_count() or 1)

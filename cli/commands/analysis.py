@@ -10,9 +10,11 @@ import typer
 from cellsift.cli._common import (
     DEFAULT_SCHEDULER_TIMEOUT_S,
     DEFAULT_WORKERS,
+    AllowFailuresOption,
     LakeOption,
     SchedulerTimeoutOption,
     VerboseOption,
+    WaitOption,
     dask_client,
     echo,
     fail,
@@ -33,6 +35,8 @@ def analyze(
     workers: Annotated[int, typer.Option(min=1, help="Workers of the local cluster.")] = DEFAULT_WORKERS,
     dashboard_port: Annotated[int, typer.Option(help="Dashboard port (0: any free port).")] = 8787,
     force: Annotated[bool, typer.Option(help="Rebuild sessions that are up to date.")] = False,
+    wait: WaitOption = False,
+    allow_failures: AllowFailuresOption = False,
     verbose: VerboseOption = False,
 ) -> None:
     """Build the fear-learning tables: traces, events, trial_responses, cell_summary, behaviour, cell_registry."""
@@ -40,9 +44,10 @@ def analyze(
     from cellsift.pipeline.analysis import build_analysis_tables
 
     try:
-        from cellsift.catalog import Catalog
+        from cellsift.catalog import Catalog, wait_until_free
 
         Catalog(lake)  # fail fast, before starting a cluster, if there is no lake
+        wait_until_free(Path(lake), wait=wait, log=echo)  # or if another run writes to it
         with dask_client(
             scheduler=scheduler,
             workers=workers,
@@ -57,7 +62,7 @@ def analyze(
         f"analysis: {summary.count('processed')} processed, {summary.count('skipped')} up to date, "
         f"{summary.count('failed')} failed -> {Path(lake) / 'tables'}"
     )
-    if summary.n_failed:
+    if summary.n_failed and not allow_failures:
         raise typer.Exit(code=1)
 
 

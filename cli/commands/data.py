@@ -11,9 +11,11 @@ import typer
 from cellsift.cli._common import (
     DEFAULT_SCHEDULER_TIMEOUT_S,
     DEFAULT_WORKERS,
+    AllowFailuresOption,
     LakeOption,
     SchedulerTimeoutOption,
     VerboseOption,
+    WaitOption,
     dask_client,
     echo,
     fail,
@@ -86,9 +88,11 @@ def ingest(
     ],
     lake: LakeOption,
     chunk_frames: Annotated[int, typer.Option(min=1, help="Frames per movie chunk in zarr.")] = 100,
+    wait: WaitOption = False,
+    allow_failures: AllowFailuresOption = False,
     verbose: VerboseOption = False,
 ) -> None:
-    """Ingest a cohort into the lake; unchanged sessions are skipped, bad ones reported."""
+    """Ingest a cohort into the lake; unchanged sessions are skipped, bad ones reported (exit 1)."""
     setup_logging(verbose)
     from cellsift.pipeline.ingest import IngestOptions, ingest_cohort
 
@@ -100,6 +104,10 @@ def ingest(
             echo(f"  {result.status:<9} {where} ({result.n_frames} frames, {result.n_units} units)")
 
     try:
+        if Path(lake).exists():
+            from cellsift.catalog import wait_until_free
+
+            wait_until_free(Path(lake), wait=wait, log=echo)
         results = ingest_cohort(
             source, lake, options=IngestOptions(chunk_frames=chunk_frames), progress=report
         )
@@ -111,7 +119,7 @@ def ingest(
         f"ingest done: {counts['ingested']} ingested, {counts['unchanged']} unchanged, "
         f"{counts['failed']} failed -> lake {lake}"
     )
-    if n_failed and n_failed == len(results):
+    if n_failed and not allow_failures:
         raise typer.Exit(code=1)
 
 
@@ -147,6 +155,8 @@ def run(
     strict: Annotated[
         bool, typer.Option(help="Refuse to apply a model whose card does not match the data (else warn).")
     ] = True,
+    wait: WaitOption = False,
+    allow_failures: AllowFailuresOption = False,
     verbose: VerboseOption = False,
 ) -> None:
     """Run the pipeline over every ingested session, classify every cell, write the cells and sessions tables."""
@@ -159,9 +169,10 @@ def run(
         overlap=OverlapParams(flag_above=overlap_threshold),
     )
     try:
-        from cellsift.catalog import Catalog
+        from cellsift.catalog import Catalog, wait_until_free
 
         Catalog(lake)  # fail fast, before starting a cluster, if there is no lake
+        wait_until_free(Path(lake), wait=wait, log=echo)  # or if another run writes to it
         with dask_client(
             scheduler=scheduler,
             workers=workers,
@@ -182,7 +193,8 @@ def run(
             )
     except CellsiftError as exc:
         raise fail(exc) from None
-    _report_run(lake, summary, preds)
+    if _report_run(lake, summary, preds) and not allow_failures:
+        raise typer.Exit(code=1)
 
 
 def _run_and_classify(
@@ -208,7 +220,8 @@ def _run_and_classify(
     return summary, preds
 
 
-def _report_run(lake: Path, summary: Any, preds: Any) -> None:
+def _report_run(lake: Path, summary: Any, preds: Any) -> bool:
+    """Print the run's summary; return whether any session failed (to run or to classify)."""
     report_failed_sessions(summary.outcomes)
     echo(
         f"run {summary.run_id}: {summary.count('processed')} processed, "
@@ -222,8 +235,7 @@ def _report_run(lake: Path, summary: Any, preds: Any) -> None:
         echo(_classification_line(preds))
         _warn_ood_sessions(preds)
     echo(f"tables: {Path(lake) / 'tables'}  (provenance: {summary.record_path})")
-    if summary.n_failed or n_class_failed:
-        raise typer.Exit(code=1)
+    return bool(summary.n_failed or n_class_failed)
 
 
 def _classification_line(preds: Any) -> str:

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from cellsift.cli._common import LakeOption, VerboseOption, echo, fail, setup_logging
+from cellsift.cli._common import AllowFailuresOption, LakeOption, VerboseOption, echo, fail, setup_logging
 from cellsift.schemas import CellsiftError
 
 __all__ = ["export_app", "nwb"]
@@ -46,6 +46,7 @@ def nwb(
         str | None, typer.Option(help="Subject species for every animal (default Mus musculus).")
     ] = None,
     location: Annotated[str | None, typer.Option(help="Imaged brain area, e.g. 'mPFC (prelimbic)'.")] = None,
+    allow_failures: AllowFailuresOption = False,
     verbose: VerboseOption = False,
 ) -> None:
     """Write one NWB file per session: video, ROIs with p_good/label/reason, traces, trials, freezing, registry."""
@@ -72,5 +73,5 @@ def nwb(
         for warning in o.warnings:
             typer.echo(f"  WARNING {o.key.label}: {warning}", err=True)
     echo(f"nwb export: {len(outcomes) - n_failed} exported, {n_failed} failed -> {out}")
-    if n_failed:
+    if n_failed and not allow_failures:
         raise typer.Exit(code=1)
