@@ -56,11 +56,11 @@ def upgrade_table_layout(root: Path) -> int:
         target.mkdir(parents=True, exist_ok=True)
         for item in sorted(partition.iterdir()):
             dest = target / item.name
-            if dest.exists():
-                item.unlink() if item.is_file() else None
-                continue
-            os.replace(item, dest)
-            moved += 1
+            if dest.exists():  # written by a newer run: the legacy twin goes
+                item.unlink()
+            else:
+                os.replace(item, dest)
+                moved += 1
         for folder in (partition, partition.parent, partition.parent.parent):
             with contextlib.suppress(OSError):  # not empty: another session is still there
                 folder.rmdir()

@@ -193,19 +193,27 @@ def _session_task(
         result = func(context, payload)
     except Exception as exc:  # one bad session must not stop the cohort
         return failure_outcome(key, stage, exc, duration_s=time.perf_counter() - started)
-    if isinstance(result, SessionOutcome):
-        if not result.duration_s:
-            result = dataclasses.replace(result, duration_s=time.perf_counter() - started)
-        return result if result.stage else dataclasses.replace(result, stage=stage)
-    return SessionOutcome(
-        key.cohort,
-        key.animal,
-        key.session,
-        status=PROCESSED,
-        stage=stage,
-        duration_s=time.perf_counter() - started,
-        value=result,
-    )
+    return _as_outcome(key, stage, result, duration_s=time.perf_counter() - started)
+
+
+def _as_outcome(key: SessionKey, stage: str, result: Any, *, duration_s: float = 0.0) -> SessionOutcome:
+    """A task's result as the session's outcome: its own, completed, or a ``processed`` one holding it."""
+    if not isinstance(result, SessionOutcome):
+        return SessionOutcome(
+            key.cohort,
+            key.animal,
+            key.session,
+            status=PROCESSED,
+            stage=stage,
+            duration_s=duration_s,
+            value=result,
+        )
+    changes: dict[str, Any] = {}
+    if not result.stage:
+        changes["stage"] = stage
+    if not result.duration_s and duration_s:
+        changes["duration_s"] = duration_s
+    return dataclasses.replace(result, **changes) if changes else result
 
 
 def run_sessions(
@@ -306,14 +314,8 @@ def run_session_graphs(
 
 def _collect(key: SessionKey, stage: str, fut: Any) -> SessionOutcome:
     if fut.status == "finished":
-        result = fut.result()
-        if isinstance(result, SessionOutcome):
-            return result if result.stage else dataclasses.replace(result, stage=stage)
-        return SessionOutcome(
-            key.cohort, key.animal, key.session, status=PROCESSED, stage=stage, value=result
-        )
+        return _as_outcome(key, stage, fut.result())
     exc = fut.exception()
-    trace = ""
     try:
         trace = "".join(tb.format_exception(type(exc), exc, fut.traceback()))
     except Exception:  # the traceback may not survive pickling; the message still does

@@ -12,12 +12,11 @@ import uuid
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from cellsift.catalog import write_json_atomic
 from cellsift.pipeline._util import utc_now
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["package_versions", "stable_hash", "new_run_id", "write_json_atomic", "utc_now"]
+__all__ = ["host_info", "new_run_id", "package_versions", "stable_hash"]
 
 _PACKAGES = (
     "cellsift",

@@ -18,10 +18,13 @@ __all__ = ["SessionKey", "animal_slug"]
 _SLUG_UNSAFE: Final = re.compile(r"[^A-Za-z0-9._+]+")
 
 
+def _digest(parts: tuple[str, ...]) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:12]
+
+
 def _slug(parts: tuple[str, ...]) -> str:
     readable = "_".join(_SLUG_UNSAFE.sub("_", part).strip("_")[:24] or "x" for part in parts)
-    digest = hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:12]
-    return f"{readable}.{digest}"
+    return f"{readable}.{_digest(parts)}"
 
 
 def animal_slug(cohort: str, animal: str) -> str:
@@ -51,8 +54,7 @@ class SessionKey:
     @property
     def digest(self) -> str:
         """A short hash of the three names, unambiguous whatever they contain."""
-        raw = "\x1f".join((self.cohort, self.animal, self.session)).encode("utf-8")
-        return hashlib.sha256(raw).hexdigest()[:12]
+        return _digest(self.as_tuple())
 
     @property
     def slug(self) -> str:

@@ -21,7 +21,8 @@ from typing import Any, Final
 import numpy as np
 
 from cellsift.pipeline._util import natural_key
-from cellsift.pipeline.readers.base import numbered_series, one_line, require_exists
+from cellsift.pipeline.readers.base import one_line, require_exists
+from cellsift.pipeline.readers.series import numbered_series
 from cellsift.schemas import InputFormatError
 
 logger = logging.getLogger(__name__)

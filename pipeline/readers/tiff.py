@@ -15,10 +15,10 @@ import numpy as np
 from cellsift.pipeline.readers.base import (
     finite_positive,
     frame_dtype,
-    numbered_series,
     one_line,
     require_exists,
 )
+from cellsift.pipeline.readers.series import numbered_series
 from cellsift.schemas import InputFormatError, ParameterError
 
 __all__ = ["TIFF_SUFFIXES", "TiffStackReader", "has_tiff_files", "list_tiff_files"]
