@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.cellsift-installed
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench clean system-deps
 
 setup: $(STAMP)
 
@@ -23,7 +23,11 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint
+# System packages some tests need (a browser, SLURM): each .ci/deps/*.sh installs its own, idempotently.
+system-deps:
+	@for script in .ci/deps/*.sh; do [ -e "$$script" ] && bash "$$script" || true; done
+
+test: lint system-deps
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 bench: $(STAMP)

@@ -22,7 +22,12 @@
 Usage::
 
     .venv/bin/python benchmarks/bench_classifier.py [--work DIR] [--train-lake LAKE] [--retrain]
-        [--skip-capstone] [--capstone-models ensemble,features,clips] [--json OUT.json]
+        [--skip-capstone] [--capstone-models ensemble,features,clips] [--out DIR] [--quick]
+
+Results go to ``<out>/bench_classifier.json`` (default ``benchmarks/results/``); the exit
+status is 1 when a bar is missed. ``--quick`` skips the capstone table and the robustness
+section (it still simulates the two lakes). A lake under ``--work`` is reused only when
+its recorded cohorts and cellsift version match, otherwise rebuilt.
 
 ``--train-lake`` reuses a lake built by ``train_default_model(..., work_dir=W)``
 (``W/lake``); otherwise the training cohorts are simulated (about 3 minutes). The run
@@ -31,11 +36,15 @@ takes about 20-30 minutes on 2 CPU cores (plus about 10 with ``--retrain``).
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
+import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import Bar, finish, fresh_dir, make_parser  # noqa: E402
 
 BAR = {
     "heldout_balanced_accuracy": 0.95,
@@ -117,13 +126,24 @@ def _robustness(work: Path, labels, results: dict) -> None:
 
 
 def _lake(path: Path, cohorts) -> Path:
+    import cellsift
     from cellsift.pipeline.classify import build_simulated_lake
 
-    if (path / "tables" / "cells").exists():
-        print(f"reusing {path}")
+    stamp = {"cohorts": [repr(c) for c in cohorts], "cellsift": str(getattr(cellsift, "__version__", "?"))}
+    stamp_file = path.parent / (path.name + ".params.json")
+    if (
+        (path / "tables" / "cells").exists()
+        and stamp_file.is_file()
+        and json.loads(stamp_file.read_text()) == stamp
+    ):
+        print(f"reusing {path} (built from the same cohorts by the same cellsift version)")
         return path
+    for old in (path, path.parent / (path.name + "-raw")):
+        if old.exists():
+            fresh_dir(old, what="lake" if old == path else "simulated input").rmdir()
     t0 = time.perf_counter()
     build_simulated_lake(path, cohorts, raw_dir=path.parent / (path.name + "-raw"))
+    stamp_file.write_text(json.dumps(stamp))
     print(f"built {path} ({', '.join(c.cohort for c in cohorts)}) in {time.perf_counter() - t0:.0f} s")
     return path
 
@@ -132,8 +152,8 @@ def _fmt(m: dict) -> str:
     return f"balanced accuracy {m['balanced_accuracy']:.3f}  ROC-AUC {m['roc_auc']:.3f}  PR-AUC {m['pr_auc_good']:.3f}"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> int:
+    parser = make_parser(__doc__)
     parser.add_argument("--work", type=Path, default=Path("/tmp/cellsift-bench-classifier"))
     parser.add_argument("--train-lake", type=Path, default=None, help="reuse a lake of the training cohorts")
     parser.add_argument("--skip-capstone", action="store_true")
@@ -143,9 +163,10 @@ def main() -> None:
         "--retrain", action="store_true", help="train the held-out ensemble anew (else: the shipped model)"
     )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     parser.add_argument("--verbose", action="store_true")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.skip_capstone = True
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(name)s %(message)s"
     )
@@ -177,9 +198,7 @@ def main() -> None:
     if args.only_robustness:
         out: dict = {"bar": BAR}
         _robustness(args.work, labels, out)
-        if args.json:
-            args.json.write_text(json.dumps(out, indent=2, default=lambda o: None if o != o else str(o)))
-        return
+        return finish("bench_classifier", args, _plain(out))
     heldout, zero_shot = _cohorts()
     train_lake = args.train_lake or _lake(args.work / "train_lake", DEFAULT_RECIPE.cohorts)
     test_lake = _lake(args.work / "test_lake", [heldout, zero_shot])
@@ -306,7 +325,8 @@ def main() -> None:
     zhm = binary_metrics(zd.y, default.predict_proba(zd), threshold=default.decision_threshold)
     print(f"  (shipped model on the held-out cohort: {_fmt(zhm)})")
     results["zero_shot"]["heldout_cohort"] = zhm
-    _robustness(args.work, labels, results)
+    if not args.quick:
+        _robustness(args.work, labels, results)
 
     # 4. throughput ----------------------------------------------------------------------------
     tp = results["throughput"]
@@ -352,9 +372,31 @@ def main() -> None:
     for k, v in ok.items():
         print(f"  [{'x' if v else ' '}] {k}")
     results["bar_met"] = ok
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2, default=lambda o: None if o != o else str(o)))
+    bars = [
+        Bar(
+            "heldout ensemble balanced accuracy",
+            metrics["p_good"]["balanced_accuracy"],
+            BAR["heldout_balanced_accuracy"],
+        ),
+        Bar("heldout ensemble ROC-AUC", metrics["p_good"]["roc_auc"], BAR["heldout_roc_auc"]),
+        Bar("zero-shot balanced accuracy", zmetrics["p_good"]["balanced_accuracy"], BAR["zero_shot"]),
+    ]
+    if "capstone" in results:
+        ens = [r for r in results["capstone"] if r["model"] == "ensemble"] or results["capstone"]
+        bars.append(
+            Bar(
+                "capstone: lowest accuracy (ensemble, %)",
+                min(r["test_accuracy"] for r in ens),
+                BAR["capstone_accuracy"],
+            )
+        )
+    return finish("bench_classifier", args, _plain(results), bars)
+
+
+def _plain(results: dict) -> dict:
+    """``results`` as plain JSON values (NaN -> None, anything else -> str)."""
+    return json.loads(json.dumps(results, default=lambda o: None if o != o else str(o)))
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

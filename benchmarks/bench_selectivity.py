@@ -3,9 +3,12 @@
 Usage::
 
     .venv/bin/python benchmarks/bench_selectivity.py                   # simulate the demo cohort in /tmp
-    .venv/bin/python benchmarks/bench_selectivity.py --out DIR         # ... in DIR (raw/ and lake/)
+    .venv/bin/python benchmarks/bench_selectivity.py --work DIR        # ... in DIR (raw/ and lake/, rebuilt)
     .venv/bin/python benchmarks/bench_selectivity.py --lake LAKE       # an existing simulated lake
     .venv/bin/python benchmarks/bench_selectivity.py --classify default # label cells with a classifier first
+    .venv/bin/python benchmarks/bench_selectivity.py --quick           # 1 animal, 600 frames
+
+Results go to ``<out>/bench_selectivity.json`` (``--out``, default ``benchmarks/results/``).
 
 Without ``--lake`` it simulates the demo cohort (3 animals x conditioning/safety/
 extinction, 2000 frames, seed 0 unless told otherwise), ingests it, runs the pipeline
@@ -31,15 +34,17 @@ With ``--classify MODEL`` the cells are first labelled by that classifier
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
 import numpy as np
 import pandas as pd
+from _common import finish, fresh_dir, make_parser  # noqa: E402
 
 
 def _simulate(out: Path, *, animals: int, frames: int, seed: int, workers: int) -> Path:
@@ -56,7 +61,7 @@ def _simulate(out: Path, *, animals: int, frames: int, seed: int, workers: int) 
     )
     from cellsift.pipeline.stages import run_pipeline
 
-    raw, lake = out / "raw", out / "lake"
+    raw, lake = fresh_dir(out / "raw", what="simulated input"), fresh_dir(out / "lake", what="lake")
     t0 = time.perf_counter()
     simulate_cohort(raw, SimulationConfig(n_animals=animals, n_frames=frames, seed=seed))
     # until the simulator writes freezing itself: add it beside each events file
@@ -214,20 +219,24 @@ def cross_day(lake: Path) -> pd.DataFrame:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = make_parser(__doc__)
     parser.add_argument(
         "--lake", type=Path, help="an existing lake of a simulated cohort (analysis tables built)"
     )
-    parser.add_argument("--out", type=Path, default=Path("/tmp/cellsift-bench-selectivity"))
+    parser.add_argument(
+        "--work", type=Path, default=Path("/tmp/cellsift-bench-selectivity"), help="raw/ and lake/"
+    )
     parser.add_argument("--animals", type=int, default=3)
     parser.add_argument("--frames", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--classify", metavar="MODEL", help="label the cells with this classifier first")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.animals, args.frames = 1, 600
     logging.basicConfig(level=logging.WARNING)
     lake = args.lake or _simulate(
-        args.out, animals=args.animals, frames=args.frames, seed=args.seed, workers=args.workers
+        args.work, animals=args.animals, frames=args.frames, seed=args.seed, workers=args.workers
     )
     if args.classify:
         from cellsift.pipeline.analysis import build_analysis_tables
@@ -250,7 +259,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         print("\nCS+-selective good cells on the last day, and on the first day (CROSS_DAY_QUERY):")
         print(cross_day(lake).to_string(index=False))
-    return 0
+    table = json.loads(result.to_json(orient="records"))
+    return finish("bench_selectivity", args, {"lake": str(lake), "scores": table, "registry": reg})
 
 
 if __name__ == "__main__":

@@ -1,17 +1,30 @@
-"""Timing of the per-session compute stages on a large synthetic session.
+"""Timing of the per-session compute stages on a large synthetic session (500 units, 480x752).
 
-Usage: .venv/bin/python benchmarks/bench_stages.py [n_frames]   (default 18000; 500 units, 480x752)
+Footprints, overlap, transients, neighbour correlations, clip extraction from a zarr movie
+(with the bare cost of reading the chunks it touches), crops and features, each timed.
+The movie store is written fresh under ``--work`` on every run (never reused: it could be
+stale); its writing is timed apart as setup.
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_stages.py [--frames 6000] [--work DIR] [--quick] [--out DIR]
 """
 
 import resource
+import shutil
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 import zarr
 
-from cellsift.pipeline.stages import (
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import finish, fresh_dir, make_parser  # noqa: E402
+
+from cellsift.pipeline.stages import (  # noqa: E402
     ClipParams,
     binarize,
     centroids,
@@ -27,7 +40,14 @@ from cellsift.pipeline.stages import (
     spatial_features,
 )
 
-K, H, W, T, FPS = 500, 480, 752, int(sys.argv[1]) if len(sys.argv) > 1 else 18000, 30.0
+parser = make_parser(__doc__)
+parser.add_argument("--frames", type=int, default=6000, help="frames of the session (default 6000)")
+parser.add_argument("--units", type=int, default=500, help="units (default 500)")
+parser.add_argument("--work", type=Path, default=Path("/tmp/cellsift-bench-stages"), help="scratch folder")
+args = parser.parse_args()
+if args.quick:
+    args.frames, args.units = 600, 60
+K, H, W, T, FPS = args.units, 480, 752, args.frames, 30.0
 rng = np.random.default_rng(0)
 cy, cx = rng.uniform(10, H - 10, K), rng.uniform(10, W - 10, K)
 sig = rng.uniform(3, 5, K)
@@ -87,14 +107,13 @@ t0 = time.perf_counter()
 nc = neighbour_trace_corr(C_raw, ov.pairs)
 tick("neighbour_trace_corr", t0)
 
-# movie zarr on disk, chunks (100, H, W)
-path = "/tmp/bench/movie.zarr"
-if "--write" in sys.argv:
-    t0 = time.perf_counter()
-    z = zarr.open_array(store=path, mode="w", shape=(T, H, W), chunks=(100, H, W), dtype="uint8")
-    for s in range(0, T, 100):
-        z[s : s + 100] = 20 + rng.integers(0, 8, (min(100, T - s), H, W), dtype=np.uint8)
-    tick("write movie (setup)", t0)
+# movie zarr on disk, chunks (100, H, W): always written fresh
+path = fresh_dir(args.work, what="benchmark movie store") / "movie.zarr"
+t0 = time.perf_counter()
+z = zarr.open_array(store=path, mode="w", shape=(T, H, W), chunks=(100, H, W), dtype="uint8")
+for s in range(0, T, 100):
+    z[s : s + 100] = 20 + rng.integers(0, 8, (min(100, T - s), H, W), dtype=np.uint8)
+tick("write movie (setup)", t0)
 movie = zarr.open_array(store=path, mode="r")
 params = ClipParams()
 t0 = time.perf_counter()
@@ -128,6 +147,23 @@ f = session_features(
     A=A, dims=(H, W), C_raw=C_raw, fps=FPS, transients=tr, overlap=ov, clips=clips, valid=valid, fp_crops=fp
 )
 tick("session_features (all)", t0)
-print("NaN-free:", all(np.all(np.isfinite(v)) for v in f.values()))
-
-print("peak RSS MB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+nan_free = all(np.all(np.isfinite(v)) for v in f.values())
+print("NaN-free:", nan_free)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print("peak RSS MiB", peak)
+shutil.rmtree(args.work, ignore_errors=True)
+sys.exit(
+    finish(
+        "bench_stages",
+        args,
+        {
+            "units": K,
+            "frames": T,
+            "height": H,
+            "width": W,
+            "seconds": timings,
+            "peak_rss_mib": peak,
+            "nan_free": nan_free,
+        },
+    )
+)

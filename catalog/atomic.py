@@ -20,6 +20,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from cellsift.catalog.checksums import record_file
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -73,10 +75,16 @@ def publish_dir(staged: Path, final: Path) -> None:
 
 
 def write_parquet_atomic(table: pa.Table, final: Path, *, tmp_root: Path) -> None:
-    """Write ``table`` to ``final`` as Parquet via a temporary file and :func:`os.replace`."""
+    """Write ``table`` to ``final`` as Parquet via a temporary file and :func:`os.replace`.
+
+    The file's SHA-256 and size are recorded in its hidden sidecar before the rename
+    (:func:`cellsift.catalog.checksums.record_file`), so ``cellsift check`` can tell a
+    damaged file from a good one.
+    """
     final.parent.mkdir(parents=True, exist_ok=True)
     with staging_path(tmp_root, suffix=".parquet") as tmp:
         pq.write_table(table, tmp, compression="zstd")
+        record_file(final, staged=tmp)
         os.replace(tmp, final)
     logger.debug("wrote %s (%d rows)", final, table.num_rows)
 

@@ -23,10 +23,13 @@ from cellsift.schemas import LakeError, SessionNotFoundError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SessionRecord", "Catalog", "STATUS_INGESTED", "STATUS_FAILED"]
+__all__ = ["SessionRecord", "Catalog", "STATUS_INGESTED", "STATUS_FAILED", "STATUS_DAMAGED"]
 
 STATUS_INGESTED = "ingested"
 STATUS_FAILED = "failed"
+#: The session store (or its labels) failed ``cellsift check``: ``run`` leaves the session
+#: alone and ``ingest`` writes it again even though its inputs are unchanged.
+STATUS_DAMAGED = "damaged"
 CATALOG_VERSION = 1
 
 
@@ -130,7 +133,7 @@ class Catalog:
 
     def upsert(self, record: SessionRecord) -> None:
         """Insert or replace one session's row (one transaction)."""
-        record = dataclasses.replace(record, updated_at=datetime.now(UTC).isoformat(timespec="seconds"))
+        record = dataclasses.replace(record, updated_at=datetime.now(UTC).isoformat(timespec="milliseconds"))
         values = [getattr(record, name) for name in _FIELDS]
         placeholders = ", ".join("?" for _ in _FIELDS)
         with self._connect() as con:
@@ -138,6 +141,16 @@ class Catalog:
                 f"INSERT OR REPLACE INTO sessions ({', '.join(_FIELDS)}) VALUES ({placeholders})", values
             )
         logger.debug("catalog: %s/%s/%s -> %s", record.cohort, record.animal, record.session, record.status)
+
+    def mark(self, cohort: str, animal: str, session: str, *, status: str, error: str) -> None:
+        """Set one session's ``status`` and ``error`` (one transaction); other fields are kept."""
+        now = datetime.now(UTC).isoformat(timespec="milliseconds")
+        with self._connect() as con:
+            con.execute(
+                "UPDATE sessions SET status=?, error=?, updated_at=? WHERE cohort=? AND animal=? AND session=?",
+                (status, error, now, cohort, animal, session),
+            )
+        logger.debug("catalog: %s/%s/%s -> %s", cohort, animal, session, status)
 
     def get(self, cohort: str, animal: str, session: str) -> SessionRecord | None:
         """Return one session's record, or ``None`` if the catalog does not know it."""

@@ -18,6 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
+from cellsift.cli.cluster import ClusterSpec, start_batch_cluster
 from cellsift.schemas import CellsiftError
 
 __all__ = [
@@ -198,32 +199,47 @@ def dask_client(
     memory_limit: str = "auto",
     dashboard_port: int = 8787,
     scheduler_timeout_s: float = DEFAULT_SCHEDULER_TIMEOUT_S,
+    dashboard_host: str = "127.0.0.1",
+    cluster: ClusterSpec | None = None,
 ) -> Iterator[Any]:
-    """Yield a ``distributed.Client``: to ``scheduler`` if given, else to a new local cluster.
+    """Yield a ``distributed.Client``: to ``scheduler`` if given, else to a new cluster.
 
-    The local cluster has ``workers`` worker processes; its dashboard URL is printed. A
-    scheduler that does not answer within ``scheduler_timeout_s`` seconds is an error. Client
-    and cluster are closed on exit, whatever happened.
+    The new cluster is ``cluster`` (:func:`cellsift.cli.cluster.cluster_spec`): a local one
+    of ``workers`` worker processes (``threads_per_worker`` threads and ``memory_limit``
+    each; all of them with ``cluster.adapt``, scaled between one and ``workers``), or batch
+    jobs of SLURM, PBS, SGE or LSF through dask-jobqueue. Its dashboard listens on
+    ``dashboard_host:dashboard_port`` (this machine only unless told otherwise) and its URL
+    is printed. A scheduler that does not answer within ``scheduler_timeout_s`` seconds is an
+    error. Client and cluster are closed on exit, whatever happened (a batch cluster cancels
+    its jobs).
     """
     from distributed import Client, LocalCluster
 
     quiet_dask(logging.getLogger().level <= logging.DEBUG)
-    cluster = None
+    spec = cluster if cluster is not None else ClusterSpec()
+    dashboard = f"{dashboard_host}:{dashboard_port}"
+    made: Any = None
     if scheduler:
         client = _connect(scheduler, scheduler_timeout_s)
+    elif spec.is_batch:
+        made = start_batch_cluster(spec, dashboard_address=dashboard, log=echo)
+        client = Client(made)
     else:
-        cluster = LocalCluster(
-            n_workers=workers,
+        made = LocalCluster(
+            n_workers=1 if spec.adapt else workers,
             threads_per_worker=threads_per_worker,
             processes=True,
             memory_limit=memory_limit,
-            dashboard_address=f":{dashboard_port}",
+            dashboard_address=dashboard,
         )
-        client = Client(cluster)
+        if spec.adapt:
+            made.adapt(minimum=1, maximum=workers)
+        client = Client(made)
     try:
+        quiet_dask(logging.getLogger().level <= logging.DEBUG)
         echo(f"Dask dashboard: {client.dashboard_link}")
         yield client
     finally:
         client.close()
-        if cluster is not None:
-            cluster.close()
+        if made is not None:
+            made.close()

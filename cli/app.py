@@ -22,7 +22,7 @@ except ImportError:  # pragma: no cover - older typer raises click's own excepti
     TyperException = click.ClickException  # type: ignore[assignment,misc]
 
 from cellsift.cli._common import DEFAULT_WORKERS, VerboseOption, echo
-from cellsift.cli.commands import analysis, data, export, models
+from cellsift.cli.commands import analysis, data, export, lake, models, review
 
 __all__ = ["app", "main"]
 
@@ -112,7 +112,10 @@ app.command()(models.montage)
 app.add_typer(models.models_app, name="models")
 app.command("catalog")(data.catalog)
 app.command()(data.upgrade)
+app.command()(lake.status)
+app.command()(lake.check)
 app.add_typer(export.export_app, name="export")
+app.add_typer(review.review_app, name="review")
 
 
 @app.command()
@@ -128,7 +131,7 @@ def demo(
         data.simulate(raw, verbose=verbose)
     else:
         echo(f"using the simulated cohort in {raw}")
-    data.ingest(raw, lake, verbose=verbose)
+    data.ingest(raw, lake, workers=workers, dashboard_port=dashboard_port, verbose=verbose)
     data.run(lake, workers=workers, dashboard_port=dashboard_port, verbose=verbose)
     analysis.analyze(lake, workers=workers, dashboard_port=dashboard_port, verbose=verbose)
     analysis.report(lake, out / "report", verbose=verbose)

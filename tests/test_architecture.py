@@ -30,7 +30,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("cellsift.pipeline.ingest",),
     ("cellsift.pipeline.stages",),
     ("cellsift.pipeline.classify", "cellsift.pipeline.analysis"),
-    ("cellsift.pipeline.export",),
+    ("cellsift.pipeline.export", "cellsift.pipeline.review"),
     ("cellsift.pipeline",),  # the package's own lazy __init__
     ("cellsift.cli",),
 )

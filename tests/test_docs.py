@@ -45,6 +45,7 @@ FENCE = re.compile(r"^```(?P<lang>[\w+-]*)\s*$")
 SMALL_COHORT = ("--animals", "2", "--frames", "600", "--height", "96", "--width", "96")
 #: Commands that start a local Dask cluster: one worker, any free dashboard port.
 DASK_COMMANDS = {
+    "ingest": ("--workers", "1", "--dashboard-port", "0"),
     "run": ("--workers", "1", "--dashboard-port", "0"),
     "analyze": ("--workers", "1", "--dashboard-port", "0"),
 }

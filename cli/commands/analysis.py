@@ -21,6 +21,17 @@ from cellsift.cli._common import (
     report_failed_sessions,
     setup_logging,
 )
+from cellsift.cli.cluster import (
+    AdaptOption,
+    ClusterConfigOption,
+    ClusterOption,
+    CoresOption,
+    DashboardHostOption,
+    JobsOption,
+    MemoryOption,
+    WalltimeOption,
+    cluster_spec,
+)
 from cellsift.schemas import CellsiftError
 
 __all__ = ["analyze", "report"]
@@ -33,6 +44,14 @@ def analyze(
     ] = None,
     scheduler_timeout: SchedulerTimeoutOption = DEFAULT_SCHEDULER_TIMEOUT_S,
     workers: Annotated[int, typer.Option(min=1, help="Workers of the local cluster.")] = DEFAULT_WORKERS,
+    cluster: ClusterOption = None,
+    jobs: JobsOption = None,
+    cores: CoresOption = None,
+    memory: MemoryOption = None,
+    walltime: WalltimeOption = None,
+    adapt: AdaptOption = None,
+    cluster_config: ClusterConfigOption = None,
+    dashboard_host: DashboardHostOption = "127.0.0.1",
     dashboard_port: Annotated[int, typer.Option(help="Dashboard port (0: any free port).")] = 8787,
     force: Annotated[bool, typer.Option(help="Rebuild sessions that are up to date.")] = False,
     wait: WaitOption = False,
@@ -46,13 +65,24 @@ def analyze(
     try:
         from cellsift.catalog import Catalog, wait_until_free
 
+        spec = cluster_spec(
+            cluster=cluster,
+            jobs=jobs,
+            cores=cores,
+            memory=memory,
+            walltime=walltime,
+            adapt=adapt,
+            config=cluster_config,
+        )
         Catalog(lake)  # fail fast, before starting a cluster, if there is no lake
         wait_until_free(Path(lake), wait=wait, log=echo)  # or if another run writes to it
         with dask_client(
             scheduler=scheduler,
             workers=workers,
+            dashboard_host=dashboard_host,
             dashboard_port=dashboard_port,
             scheduler_timeout_s=scheduler_timeout,
+            cluster=spec,
         ) as client:
             summary = build_analysis_tables(lake, client=client, force=force)
     except CellsiftError as exc:

@@ -23,6 +23,17 @@ from cellsift.cli._common import (
     setup_logging,
     show_progress,
 )
+from cellsift.cli.cluster import (
+    AdaptOption,
+    ClusterConfigOption,
+    ClusterOption,
+    CoresOption,
+    DashboardHostOption,
+    JobsOption,
+    MemoryOption,
+    WalltimeOption,
+    cluster_spec,
+)
 from cellsift.schemas import CellsiftError
 
 __all__ = ["catalog", "ingest", "query", "run", "simulate", "upgrade"]
@@ -33,6 +44,14 @@ class Codec(str, Enum):
 
     ffv1 = "ffv1"
     gray = "gray"
+
+
+class Extraction(str, Enum):
+    """Source of the simulated extraction output."""
+
+    rules = "rules"
+    cnmf = "cnmf"
+    mixed = "mixed"
 
 
 def simulate(
@@ -52,6 +71,15 @@ def simulate(
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same cohort).")] = 0,
     cohort: Annotated[str, typer.Option(help="Cohort name.")] = "demo",
     codec: Annotated[Codec, typer.Option(help="AVI codec of the Miniscope chunks.")] = Codec.ffv1,
+    cell_diameter: Annotated[
+        float | None, typer.Option(help="Median soma diameter (px, 4-40; default: 8-15 px cells).")
+    ] = None,
+    trace_scale: Annotated[float, typer.Option(help="Multiplier of the extraction's trace units.")] = 1.0,
+    c_raw: Annotated[bool, typer.Option("--c-raw/--no-c-raw", help="Write C_raw into the .mat.")] = True,
+    extraction: Annotated[
+        Extraction,
+        typer.Option(help="Artifacts drawn by rules, made by a CNMF factorisation of the movie, or both."),
+    ] = Extraction.rules,
     verbose: VerboseOption = False,
 ) -> None:
     """Write a simulated miniscope cohort (videos, CNMF-E results, labels, events)."""
@@ -69,6 +97,10 @@ def simulate(
         seed=seed,
         cohort=cohort,
         video_codec=codec.value,
+        cell_diameter_px=cell_diameter,
+        trace_scale=trace_scale,
+        write_c_raw=c_raw,
+        extraction=extraction.value,
     )
     if density is not None:
         options["cell_density"] = density
@@ -88,29 +120,71 @@ def ingest(
     ],
     lake: LakeOption,
     chunk_frames: Annotated[int, typer.Option(min=1, help="Frames per movie chunk in zarr.")] = 100,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(help="Address (tcp://host:port) or scheduler file of an existing Dask cluster."),
+    ] = None,
+    scheduler_timeout: SchedulerTimeoutOption = DEFAULT_SCHEDULER_TIMEOUT_S,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Workers of the local cluster, one session each at a time.")
+    ] = DEFAULT_WORKERS,
+    memory_limit: Annotated[str, typer.Option(help="Memory limit per local worker.")] = "auto",
+    cluster: ClusterOption = None,
+    jobs: JobsOption = None,
+    cores: CoresOption = None,
+    memory: MemoryOption = None,
+    walltime: WalltimeOption = None,
+    adapt: AdaptOption = None,
+    cluster_config: ClusterConfigOption = None,
+    dashboard_host: DashboardHostOption = "127.0.0.1",
+    dashboard_port: Annotated[int, typer.Option(help="Dashboard port (0: any free port).")] = 8787,
     wait: WaitOption = False,
     allow_failures: AllowFailuresOption = False,
     verbose: VerboseOption = False,
 ) -> None:
-    """Ingest a cohort into the lake; unchanged sessions are skipped, bad ones reported (exit 1)."""
+    """Ingest a cohort into the lake, one Dask task per session; unchanged sessions are skipped, bad ones reported (exit 1)."""
     setup_logging(verbose)
-    from cellsift.pipeline.ingest import IngestOptions, ingest_cohort
+    from cellsift.pipeline.ingest import IngestOptions, ingest_cohort, read_manifest
 
-    def report(result: Any) -> None:
+    done: list[Any] = []
+
+    def report(result: Any) -> None:  # one line per session as it is published
+        done.append(result)
         where = f"{result.cohort}/{result.animal}/{result.session}"
         if result.status == "failed":
             typer.echo(f"  FAILED    {where}: {result.error}", err=True)
         else:
-            echo(f"  {result.status:<9} {where} ({result.n_frames} frames, {result.n_units} units)")
+            echo(
+                f"  {result.status:<9} {where} ({result.n_frames} frames, {result.n_units} units, "
+                f"{result.seconds:.1f} s) [{len(done)}/{n_sessions}]"
+            )
 
     try:
+        options = IngestOptions(chunk_frames=chunk_frames)
+        spec = cluster_spec(
+            cluster=cluster,
+            jobs=jobs,
+            cores=cores,
+            memory=memory,
+            walltime=walltime,
+            adapt=adapt,
+            config=cluster_config,
+        )
+        n_sessions = len(read_manifest(Path(source), check_files=False))  # fails before a cluster starts
         if Path(lake).exists():
             from cellsift.catalog import wait_until_free
 
-            wait_until_free(Path(lake), wait=wait, log=echo)
-        results = ingest_cohort(
-            source, lake, options=IngestOptions(chunk_frames=chunk_frames), progress=report
-        )
+            wait_until_free(Path(lake), wait=wait, log=echo)  # so does a locked lake
+        with dask_client(
+            scheduler=scheduler,
+            workers=workers,
+            memory_limit=memory_limit,
+            dashboard_host=dashboard_host,
+            dashboard_port=dashboard_port,
+            scheduler_timeout_s=scheduler_timeout,
+            cluster=spec,
+        ) as client:
+            results = ingest_cohort(source, lake, options=options, client=client, progress=report)
     except CellsiftError as exc:
         raise fail(exc) from None
     n_failed = sum(r.status == "failed" for r in results)
@@ -135,6 +209,14 @@ def run(
     ] = DEFAULT_WORKERS,
     threads_per_worker: Annotated[int, typer.Option(min=1)] = 1,
     memory_limit: Annotated[str, typer.Option(help="Memory limit per local worker.")] = "auto",
+    cluster: ClusterOption = None,
+    jobs: JobsOption = None,
+    cores: CoresOption = None,
+    memory: MemoryOption = None,
+    walltime: WalltimeOption = None,
+    adapt: AdaptOption = None,
+    cluster_config: ClusterConfigOption = None,
+    dashboard_host: DashboardHostOption = "127.0.0.1",
     dashboard_port: Annotated[int, typer.Option(help="Dashboard port (0: any free port).")] = 8787,
     k_peaks: Annotated[int, typer.Option(min=1, help="Clips per cell (strongest peaks).")] = 5,
     clip_before: Annotated[int, typer.Option(min=0, help="Frames before the peak.")] = 10,
@@ -171,6 +253,15 @@ def run(
     try:
         from cellsift.catalog import Catalog, wait_until_free
 
+        spec = cluster_spec(
+            cluster=cluster,
+            jobs=jobs,
+            cores=cores,
+            memory=memory,
+            walltime=walltime,
+            adapt=adapt,
+            config=cluster_config,
+        )
         Catalog(lake)  # fail fast, before starting a cluster, if there is no lake
         wait_until_free(Path(lake), wait=wait, log=echo)  # or if another run writes to it
         with dask_client(
@@ -178,8 +269,10 @@ def run(
             workers=workers,
             threads_per_worker=threads_per_worker,
             memory_limit=memory_limit,
+            dashboard_host=dashboard_host,
             dashboard_port=dashboard_port,
             scheduler_timeout_s=scheduler_timeout,
+            cluster=spec,
         ) as client:
             summary, preds = _run_and_classify(
                 lake,

@@ -35,7 +35,7 @@ from cellsift.pipeline._util import file_sha256
 from cellsift.pipeline.classify.card import ModelCard
 from cellsift.pipeline.classify.data import REASONS, CellData
 from cellsift.pipeline.classify.inputs import MODEL_FEATURES, feature_matrix
-from cellsift.pipeline.classify.ood import OODDetector
+from cellsift.pipeline.classify.ood import OODDetector, domain_descriptors
 from cellsift.schemas import InputFormatError, ModelMismatchError
 
 logger = logging.getLogger(__name__)
@@ -164,7 +164,7 @@ class CellClassifier(ABC):
 
     # -- out-of-distribution detector (shared by every model) ----------------------
     def fit_ood(self, train: CellData, *, quantile: float = 0.99) -> None:
-        """Fit the OOD detector on the training cells' quality features (if present)."""
+        """Fit the OOD detector on the training cells' unit-free inputs and session domains."""
         self.ood = None
         try:
             X = feature_matrix(train.table, MODEL_FEATURES)
@@ -172,15 +172,17 @@ class CellClassifier(ABC):
             logger.info("no quality features in the training table: no OOD detector")
             return
         if len(X) >= 3:
-            self.ood = OODDetector.fit(X, quantile=quantile)
+            self.ood = OODDetector.fit(
+                X, quantile=quantile, groups=train.groups, domain=domain_descriptors(train.table)
+            )
 
     def ood_scores(self, data: CellData) -> tuple[np.ndarray, np.ndarray]:
-        """``(ood_score, ood_flag)`` per cell; NaN/False without a detector."""
+        """``(ood_score, ood_flag)`` per cell (flagged above 1); NaN/False without a detector."""
         if self.ood is None:
             return np.full(len(data), np.nan), np.zeros(len(data), dtype=bool)
         X = feature_matrix(data.table, MODEL_FEATURES)
-        score = self.ood.score(X)
-        return score, score > self.ood.threshold
+        score = self.ood.combined_score(X, domain_descriptors(data.table))
+        return score, score > 1.0
 
     def _save_ood(self, folder: Path) -> dict[str, str]:
         if self.ood is None:

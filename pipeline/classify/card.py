@@ -25,6 +25,7 @@ import pandas as pd
 from cellsift.catalog import write_json_atomic
 from cellsift.pipeline._util import file_sha256
 from cellsift.pipeline.classify.data import CellData
+from cellsift.pipeline.classify.inputs import FEATURE_REVISION, MODEL_FEATURES
 from cellsift.schemas import (
     CARD_FILE,
     FEATURE_COLUMNS,
@@ -62,11 +63,14 @@ _RETRAIN: Final = (
 
 
 def _feature_version() -> str:
-    digest = hashlib.sha256(",".join(FEATURE_COLUMNS).encode()).hexdigest()[:8]
+    text = ",".join(FEATURE_COLUMNS) + "|" + ",".join(MODEL_FEATURES) + f"|r{FEATURE_REVISION}"
+    digest = hashlib.sha256(text.encode()).hexdigest()[:8]
     return f"{TABLE_SCHEMA_VERSION}+{digest}"
 
 
-#: Version of the quality-feature set: table schema version plus a hash of the column list.
+#: Version of the models' inputs: table schema version plus a hash of the table's feature
+#: columns, the model inputs and :data:`~cellsift.pipeline.classify.inputs.FEATURE_REVISION`
+#: (raised whenever a feature's computation changes; a fingerprint test enforces it).
 FEATURE_VERSION: Final = _feature_version()
 
 #: One mismatch: (field, problem, fix).
@@ -383,10 +387,10 @@ class ModelCard:
         self, clip_frames: int | None, clip_n_before: int | None, clip_crop_px: int | None
     ) -> list[_Problem]:
         out: list[_Problem] = []
+        del clip_crop_px  # crops scale with each session's cell size; clips are resampled
         for name, have, want in (
             ("clip_frames", clip_frames, self.clip_frames),
             ("clip_n_before", clip_n_before, self.clip_n_before),
-            ("clip_crop_px", clip_crop_px, self.clip_crop_px),
         ):
             if have is not None and want is not None and int(have) != int(want):
                 out.append(

@@ -11,7 +11,7 @@ session's clip store in batches of units.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from os import PathLike
 from pathlib import Path
@@ -23,13 +23,76 @@ from cellsift.pipeline.classify.data import ClipArrays
 from cellsift.pipeline.classify.inputs import ROBUST_SD_PER_MAD
 from cellsift.schemas import InputFormatError, LakeError
 
-__all__ = ["clip_store_geometry", "prepare_clips", "read_clip_store", "resample_time", "robust_sd"]
+__all__ = [
+    "area_resampling_matrix",
+    "clip_store_geometry",
+    "prepare_clips",
+    "read_clip_store",
+    "resample_time",
+    "robust_sd",
+    "spatial_sampler",
+]
 
 
 def robust_sd(x: np.ndarray, axis: tuple[int, ...]) -> np.ndarray:
     """``ROBUST_SD_PER_MAD * MAD`` of ``x`` along ``axis`` (dimensions kept; dtype of ``x``)."""
     med = np.median(x, axis=axis, keepdims=True)
     return ROBUST_SD_PER_MAD * np.median(np.abs(x - med), axis=axis, keepdims=True)
+
+
+def area_resampling_matrix(size: int, span: float, out: int) -> np.ndarray:
+    """``(out, size)`` weights averaging the central ``span`` px of ``size`` px into ``out`` bins.
+
+    Each output bin is the mean of the input pixels it covers, weighted by the covered
+    length (area-preserving; pooling when ``span / out`` is a whole number of pixels).
+    """
+    lo = (size - span) / 2.0
+    edges = lo + np.arange(out + 1) * (span / out)
+    left = np.arange(size, dtype=np.float64)
+    R = np.clip(
+        np.minimum(edges[1:, None], left[None, :] + 1) - np.maximum(edges[:-1, None], left[None, :]), 0, None
+    )
+    return (R / R.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def spatial_sampler(
+    s: int, *, model_crop: int, pool: int, crop_scale: float = 1.0
+) -> Callable[[np.ndarray], np.ndarray]:
+    """The function taking ``(..., s, s)`` crops to the model's ``model_crop / pool`` px.
+
+    The centre ``model_crop * crop_scale`` px, average-pooled by ``pool`` (``crop_scale``
+    1) or resampled area-weighted (otherwise).
+
+    Raises
+    ------
+    InputFormatError
+        The view needs more than the ``s`` px of the crop.
+    """
+    m = model_crop // pool
+    span = model_crop * float(crop_scale)
+    if not (np.isfinite(span) and pool <= span <= s):
+        raise InputFormatError(
+            f"model_crop={model_crop} at crop_scale={crop_scale} needs {span:.1f} px of the store's {s} px crop",
+            field="model_crop",
+            fix="choose a smaller model_crop or re-run the pipeline with a larger crop",
+        )
+    if abs(span - model_crop) < 1e-6:
+        lo = (s - model_crop) // 2
+        sl = slice(lo, lo + model_crop)
+
+        def _pool(a: np.ndarray) -> np.ndarray:
+            a = a[..., sl, sl]
+            if pool == 1:
+                return a
+            return a.reshape(*a.shape[:-2], m, pool, m, pool).mean(axis=(-3, -1))
+
+        return _pool
+    R = area_resampling_matrix(s, span, m)
+
+    def _resample(a: np.ndarray) -> np.ndarray:
+        return np.einsum("...ij,ki,lj->...kl", a, R, R, optimize=True).astype(a.dtype, copy=False)
+
+    return _resample
 
 
 def prepare_clips(
@@ -43,6 +106,7 @@ def prepare_clips(
     pool: int = 2,
     crop_px: int | None = None,
     time_step: float = 1.0,
+    crop_scale: float = 1.0,
 ) -> ClipArrays:
     """Turn raw clip-store arrays into model input, normalised per clip.
 
@@ -60,11 +124,17 @@ def prepare_clips(
         Frames before the peak frame; the baseline is the mean of the first
         ``max(1, n_before - 2)`` frames (the rise can start a frame or two early).
     model_crop
-        Centre crop (px) taken before pooling (``<= S``).
+        Centre crop (px) taken before pooling, at the reference cell size; with
+        ``crop_scale`` != 1 the centre ``model_crop * crop_scale`` px are resampled
+        (area-weighted) to ``model_crop / pool`` px instead.
     pool
         Average-pooling factor (``model_crop`` must be divisible by it).
     crop_px
         Crop size of the clip store, recorded for the model card (default ``S``).
+    crop_scale
+        The session's cell size over the reference size (the clip store's ``crop_scale``
+        attribute, written when crops scale with cells): the model then sees every
+        session in units of cell diameters, whatever the pixel size.
     time_step
         Clip frames per model frame, ``session fps / model fps`` (1: no resampling).
         Otherwise the clips are linearly resampled in time around the peak frame to the
@@ -86,23 +156,16 @@ def prepare_clips(
     n, k, t, s, s2 = clips.shape
     if s != s2:
         raise InputFormatError(f"clip crops must be square, got {s}x{s2}", field="clips")
-    if model_crop > s or model_crop < pool or model_crop % pool:
+    if model_crop < pool or model_crop % pool:
         raise InputFormatError(
-            f"model_crop={model_crop} must be <= the store's crop ({s} px) and a multiple of pool={pool}",
+            f"model_crop={model_crop} must be a multiple of pool={pool}",
             field="model_crop",
             fix="choose a smaller model_crop or re-run the pipeline with a larger crop",
         )
     if not 0 < n_before < t:
         raise InputFormatError(f"n_before={n_before} must lie in 1..{t - 1}", field="n_before")
-    lo = (s - model_crop) // 2
-    sl = slice(lo, lo + model_crop)
     m = model_crop // pool
-
-    def _pool(a: np.ndarray) -> np.ndarray:
-        a = a[..., sl, sl]
-        if pool == 1:
-            return a
-        return a.reshape(*a.shape[:-2], m, pool, m, pool).mean(axis=(-3, -1))
+    _pool = spatial_sampler(s, model_crop=model_crop, pool=pool, crop_scale=crop_scale)
 
     c = _pool(clips.astype(np.float32))  # (n, k, t, m, m)
     if not (np.isfinite(time_step) and time_step > 0):
@@ -254,6 +317,9 @@ def read_clip_store(
     rows = order[pos]
     parts: list[ClipArrays] = []
     crop = int(arrays["clips"].shape[-1])
+    crop_scale = float(group.attrs.get("crop_scale", 1.0) or 1.0)
+    if model_crop * crop_scale > crop:  # a store cut narrower than the model's view (old stores)
+        model_crop, crop_scale = min(model_crop, crop), 1.0
     for start in range(0, max(len(rows), 1), batch_units):
         sel = rows[start : start + batch_units]
         if len(sel) == 0 and parts:
@@ -267,10 +333,11 @@ def read_clip_store(
                 _read_rows(arrays["neighbour_mask"], srt, inv),
                 _read_rows(arrays["valid"], srt, inv),
                 n_before=n_before,
-                model_crop=min(model_crop, crop),
+                model_crop=model_crop,
                 pool=pool,
                 crop_px=crop,
                 time_step=time_step,
+                crop_scale=crop_scale,
             )
         )
     first = parts[0]

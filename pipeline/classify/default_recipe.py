@@ -33,13 +33,20 @@ __all__ = [
     "CohortSpec",
     "DefaultModelRecipe",
     "build_simulated_lake",
+    "recipe_dict",
     "train_default_model",
 ]
 
 
 @dataclass(frozen=True)
 class CohortSpec:
-    """One simulated cohort: ``SimulationConfig`` overrides (cohort name and seed included)."""
+    """One simulated cohort: ``SimulationConfig`` overrides (cohort name and seed included).
+
+    ``cell_diameter_px`` (median soma diameter, px; ``None``: the simulator's 8-15 px),
+    ``trace_scale`` (the extractor's trace units), ``write_c_raw`` (``False``: no raw
+    traces, as Minian without YrA) and ``extraction`` (``"rules"``, ``"cnmf"`` or
+    ``"mixed"``) set the cohort's domain.
+    """
 
     cohort: str
     seed: int
@@ -53,6 +60,10 @@ class CohortSpec:
     height: int = 160
     width: int = 160
     fps: float = 20.0
+    cell_diameter_px: float | None = None
+    trace_scale: float = 1.0
+    write_c_raw: bool = True
+    extraction: str = "rules"
 
     def config(self) -> Any:
         """The ``SimulationConfig`` of this cohort."""
@@ -71,52 +82,139 @@ class CohortSpec:
             seed=self.seed,
             cohort=self.cohort,
             fps=self.fps,
+            cell_diameter_px=self.cell_diameter_px,
+            trace_scale=self.trace_scale,
+            write_c_raw=self.write_c_raw,
+            extraction=self.extraction,
         )
+
+
+#: The default model's training domains: cell diameters 6.5-22 px, 8-30 Hz, 1 500-2 000
+#: frames (inputs are rates, not counts), fields 96-192 px, noise x0.7-1.6, trace units
+#: x0.05-20, with and without raw traces, rule-drawn and CNMF-extracted artifacts.
+_DOMAIN_COHORTS: Final = (
+    CohortSpec(
+        "dom-a",
+        seed=1101,
+        cell_diameter_px=6.5,
+        fps=20.0,
+        n_frames=1500,
+        height=96,
+        width=96,
+        noise_scale=0.8,
+        trace_scale=1.0,
+        extraction="rules",
+        n_animals=2,
+    ),
+    CohortSpec(
+        "dom-b",
+        seed=1202,
+        cell_diameter_px=11.5,
+        fps=15.0,
+        n_frames=1500,
+        height=128,
+        width=128,
+        noise_scale=1.0,
+        trace_scale=0.15,
+        extraction="cnmf",
+        n_animals=2,
+    ),
+    CohortSpec(
+        "dom-c",
+        seed=1303,
+        cell_diameter_px=16.0,
+        fps=10.0,
+        n_frames=1500,
+        height=160,
+        width=160,
+        noise_scale=1.3,
+        trace_scale=5.0,
+        extraction="mixed",
+        motion_px=1.5,
+        n_animals=2,
+    ),
+    CohortSpec(
+        "dom-d",
+        seed=1404,
+        cell_diameter_px=22.0,
+        fps=30.0,
+        n_frames=1500,
+        height=192,
+        width=192,
+        noise_scale=1.1,
+        trace_scale=0.05,
+        extraction="rules",
+        background_scale=1.4,
+        write_c_raw=False,
+        n_animals=2,
+    ),
+    CohortSpec(
+        "dom-e",
+        seed=1505,
+        cell_diameter_px=9.0,
+        fps=8.0,
+        n_frames=1500,
+        height=96,
+        width=96,
+        noise_scale=1.6,
+        trace_scale=20.0,
+        extraction="cnmf",
+        motion_px=2.0,
+        n_animals=2,
+    ),
+    CohortSpec(
+        "dom-f",
+        seed=1606,
+        cell_diameter_px=13.5,
+        fps=25.0,
+        n_frames=2000,
+        height=128,
+        width=128,
+        noise_scale=0.7,
+        trace_scale=1.0,
+        extraction="rules",
+        background_scale=1.2,
+        n_animals=2,
+    ),
+    CohortSpec(
+        "dom-g",
+        seed=1707,
+        cell_diameter_px=19.0,
+        fps=20.0,
+        n_frames=1500,
+        height=160,
+        width=160,
+        noise_scale=0.9,
+        trace_scale=2.0,
+        extraction="cnmf",
+        write_c_raw=False,
+        n_animals=2,
+    ),
+)
 
 
 @dataclass(frozen=True)
 class DefaultModelRecipe:
     """How the shipped default model is made (cohorts, model settings, seed)."""
 
-    cohorts: tuple[CohortSpec, ...] = (
-        CohortSpec("sim-a", seed=101, noise_scale=0.8, cell_density=14.0, background_scale=0.9),
-        CohortSpec(
-            "sim-b", seed=202, noise_scale=1.0, cell_density=18.0, background_scale=1.0, artifact_fraction=0.4
-        ),
-        CohortSpec(
-            "sim-c",
-            seed=303,
-            noise_scale=1.3,
-            cell_density=16.0,
-            background_scale=1.2,
-            artifact_fraction=0.3,
-            motion_px=1.5,
-        ),
-        CohortSpec(
-            "sim-d",
-            seed=404,
-            noise_scale=1.1,
-            cell_density=13.0,
-            background_scale=1.4,
-            artifact_fraction=0.35,
-            motion_px=2.5,
-        ),
-        CohortSpec(
-            "sim-e",
-            seed=505,
-            noise_scale=0.95,
-            cell_density=11.0,
-            background_scale=1.3,
-            artifact_fraction=0.3,
-            motion_px=1.8,
-        ),
-    )
+    cohorts: tuple[CohortSpec, ...] = _DOMAIN_COHORTS
     kind: str = "ensemble"
     seed: int = 0
-    clip_config: ClipModelConfig = field(default_factory=ClipModelConfig)
+    clip_config: ClipModelConfig = field(default_factory=lambda: ClipModelConfig(epochs=40, patience=6))
     n_folds: int = 3
-    model_id: str = "cellsift-default-v1"
+    model_id: str = "cellsift-default-v2"
     fps: float = 20.0
+
+    def domain_ranges(self) -> dict[str, list[Any]]:
+        """The ranges of the cohorts' domain settings, for the model card."""
+        out: dict[str, list[Any]] = {}
+        for name in ("cell_diameter_px", "fps", "n_frames", "height", "noise_scale", "trace_scale"):
+            values = [float(getattr(c, name)) for c in self.cohorts if getattr(c, name) is not None]
+            if values:
+                out[name] = [min(values), max(values)]
+        out["extraction"] = sorted({c.extraction for c in self.cohorts})
+        out["write_c_raw"] = sorted({c.write_c_raw for c in self.cohorts})
+        return out
 
 
 DEFAULT_RECIPE: Final = DefaultModelRecipe()
@@ -245,7 +343,11 @@ def train_default_model(
             "train_seconds": round(seconds, 1),
             "train_cells_per_second": round(len(data) / max(seconds, 1e-9), 2),
         }
-        training = {**dict(card.training), "recipe": _recipe_dict(recipe)}
+        training = {
+            **dict(card.training),
+            "recipe": recipe_dict(recipe),
+            "domain_ranges": recipe.domain_ranges(),
+        }
         model.card = replace(card, metrics=metrics, training=training)
         staging = out.with_name(f".{out.name}.staging")
         shutil.rmtree(staging, ignore_errors=True)
@@ -270,7 +372,8 @@ def _scratch_folder(folder: str | PathLike[str] | None, *, prefix: str) -> Itera
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _recipe_dict(recipe: DefaultModelRecipe) -> dict[str, Any]:
+def recipe_dict(recipe: DefaultModelRecipe) -> dict[str, Any]:
+    """The recipe as JSON-able data, as the model card records it."""
     d = asdict(recipe)
     d["cohorts"] = [asdict(c) for c in recipe.cohorts]
     return d

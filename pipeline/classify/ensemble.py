@@ -34,36 +34,30 @@ import numpy as np
 import pandas as pd
 
 from cellsift.pipeline._util import file_sha256
+from cellsift.pipeline.classify.adapter import ADAPTER_MAX_LABELS, LabelAdapter
 from cellsift.pipeline.classify.base import CellClassifier
+from cellsift.pipeline.classify.calibration import Calibrator, logit, sigmoid
 from cellsift.pipeline.classify.card_build import new_card
 from cellsift.pipeline.classify.clip_model import ClipClassifier, config_from_params
 from cellsift.pipeline.classify.clip_net import ClipModelConfig
 from cellsift.pipeline.classify.data import ID_COLUMNS, REASONS, CellData
 from cellsift.pipeline.classify.feature_model import FEATURES_FILE, FeatureClassifier, FeatureModelConfig
-from cellsift.pipeline.classify.inputs import MODEL_FEATURES, table_columns_for
-from cellsift.pipeline.classify.metrics import balanced_threshold
+from cellsift.pipeline.classify.inputs import MODEL_FEATURES, feature_matrix, table_columns_for
+from cellsift.pipeline.classify.metrics import balanced_threshold, binary_metrics
 from cellsift.pipeline.classify.progress import report_progress
 from cellsift.pipeline.classify.splits import early_split, grouped_folds
 from cellsift.schemas import InputFormatError, ModelMismatchError, ParameterError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ENSEMBLE_FILE", "Calibrator", "EnsembleClassifier", "EnsembleConfig"]
+__all__ = ["ENSEMBLE_FILE", "EnsembleClassifier", "EnsembleConfig"]
 
 #: Calibrator file of an ensemble inside a model folder.
 ENSEMBLE_FILE: Final = "ensemble.npz"
 #: Prefix of the table-only feature model's weight file.
 TABLE_ONLY_PREFIX: Final = "table_only_"
-_EPS: Final = 1e-6
-
-
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(np.asarray(p, dtype=np.float64), _EPS, 1 - _EPS)
-    return np.log(p / (1 - p))
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(z, -40, 40)))
+#: File of the fine-tuning adapter (:mod:`~cellsift.pipeline.classify.adapter`), when there is one.
+ADAPTER_FILE: Final = "adapter.npz"
 
 
 @dataclass(frozen=True)
@@ -103,69 +97,18 @@ class EnsembleConfig:
             raise ParameterError(f"n_folds must be >= 2, got {self.n_folds}", field="n_folds")
 
 
-@dataclass(frozen=True)
-class Calibrator:
-    """Maps the base models' log-odds to a calibrated ``p_good``.
+def _adapter_oof(p_base: np.ndarray, X: np.ndarray, y: np.ndarray, *, seed: int) -> np.ndarray | None:
+    """Out-of-fold ``p_good`` of the adapter on its own labels (``None`` with too few per class)."""
+    from sklearn.model_selection import StratifiedKFold
 
-    Attributes
-    ----------
-    method
-        ``"platt"``: ``p = sigmoid(intercept + coef . [logit_f, logit_c])``.
-        ``"isotonic"``: ``p = interp(mean(logit_f, logit_c), x, y)``.
-    coef, intercept
-        Platt parameters (``coef`` has 2 entries).
-    x, y
-        Isotonic knots.
-    """
-
-    method: str
-    coef: np.ndarray
-    intercept: float
-    x: np.ndarray
-    y: np.ndarray
-
-    @classmethod
-    def fit(cls, lf: np.ndarray, lc: np.ndarray, y: np.ndarray, *, method: str) -> Calibrator:
-        """Fit on out-of-fold log-odds ``lf`` (features), ``lc`` (clips) and labels ``y``."""
-        if method == "platt":
-            from sklearn.linear_model import LogisticRegression
-
-            X = np.column_stack([lf, lc])
-            lr = LogisticRegression(C=1.0).fit(X, y)
-            return cls(
-                "platt",
-                lr.coef_.ravel().astype(np.float64),
-                float(lr.intercept_[0]),
-                np.zeros(0),
-                np.zeros(0),
-            )
-        from sklearn.isotonic import IsotonicRegression
-
-        z = (lf + lc) / 2
-        iso = IsotonicRegression(out_of_bounds="clip", y_min=0.001, y_max=0.999).fit(z, y)
-        return cls(
-            "isotonic",
-            np.zeros(2),
-            0.0,
-            np.asarray(iso.X_thresholds_, dtype=np.float64),
-            np.asarray(iso.y_thresholds_, dtype=np.float64),
-        )
-
-    def __call__(self, lf: np.ndarray, lc: np.ndarray) -> np.ndarray:
-        if self.method == "platt":
-            return _sigmoid(self.intercept + self.coef[0] * lf + self.coef[1] * lc)
-        return np.interp((lf + lc) / 2, self.x, self.y)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able summary for the model card."""
-        if self.method == "platt":
-            return {
-                "method": "platt",
-                "coef_features": float(self.coef[0]),
-                "coef_clips": float(self.coef[1]),
-                "intercept": self.intercept,
-            }
-        return {"method": "isotonic", "n_knots": int(self.x.size)}
+    k = int(min(5, np.bincount(np.asarray(y, dtype=int), minlength=2).min() // 2))
+    if k < 2:
+        return None
+    out = np.full(len(y), np.nan)
+    for tr, te in StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(X, y):
+        fold = LabelAdapter.fit(p_base[tr], X[tr], y[tr], columns=MODEL_FEATURES)
+        out[te] = fold.apply(p_base[te], X[te])
+    return out
 
 
 class EnsembleClassifier(CellClassifier):
@@ -186,6 +129,7 @@ class EnsembleClassifier(CellClassifier):
         self.clips = ClipClassifier(config.clips)
         self.table_only: FeatureClassifier | None = None
         self.calibrator: Calibrator | None = None
+        self.adapter: LabelAdapter | None = None
         self.oof: pd.DataFrame | None = None
         self.fit_seconds: float | None = None
         self.card = None
@@ -257,7 +201,7 @@ class EnsembleClassifier(CellClassifier):
             )
             fm, cm = self._fit_bases(train.take(tr), self.config.seed + 17 * (k + 1), init=init)
             test = train.take(te)
-            lf[te] = _logit(fm.predict_proba(test))
+            lf[te] = logit(fm.predict_proba(test))
             lc[te] = cm.predict_logit(test)[0]
             fold_of[te] = k
             logger.info("ensemble fold %d: %d train / %d calibration cells", k, len(tr), len(te))
@@ -272,10 +216,10 @@ class EnsembleClassifier(CellClassifier):
         self.fit_ood(train, quantile=self.config.ood_quantile)
         oof = train.table[list(ID_COLUMNS)].copy()
         oof["fold"], oof["y"] = fold_of, y
-        oof["p_features"], oof["p_clips"] = _sigmoid(lf), _sigmoid(lc)
-        oof["p_good"] = self.calibrator(lf, lc)
+        oof["p_features"], oof["p_clips"] = sigmoid(lf), sigmoid(lc)
+        oof["p_good"], oof["threshold"] = self._cross_fitted(lf, lc, y, fold_of)
         self.oof = oof
-        self._threshold = balanced_threshold(y, oof["p_good"].to_numpy())
+        self._threshold = balanced_threshold(y, self.calibrator(lf, lc))
         self.fit_seconds = time.perf_counter() - t0
         self.card = new_card(
             self,
@@ -293,8 +237,37 @@ class EnsembleClassifier(CellClassifier):
         )
         return self
 
+    def _cross_fitted(
+        self, lf: np.ndarray, lc: np.ndarray, y: np.ndarray, fold_of: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Out-of-sample ``p_good`` and decision threshold of every cell.
+
+        For each fold, the calibrator and the threshold are fitted on the other folds'
+        out-of-fold predictions only, so the metrics reported on them are truly out of
+        sample (the final calibrator, fitted on all of them, is not evaluated on itself).
+        """
+        p = np.full(len(y), np.nan)
+        thr = np.full(len(y), np.nan)
+        for k in np.unique(fold_of[fold_of >= 0]):
+            te, tr = fold_of == k, (fold_of != k) & (fold_of >= 0)
+            if len(np.unique(y[tr])) < 2:
+                continue
+            cal = Calibrator.fit(lf[tr], lc[tr], y[tr], method=self.config.calibration)
+            p[te] = cal(lf[te], lc[te])
+            thr[te] = balanced_threshold(y[tr], cal(lf[tr], lc[tr]))
+        return p, thr
+
     def fine_tune(self, train: CellData, *, seed: int = 0) -> EnsembleClassifier:
-        """Return a new ensemble trained on ``train`` starting from this one's clip weights."""
+        """Return a new ensemble adapted to ``train``'s labels.
+
+        Up to ``ADAPTER_MAX_LABELS`` labels: this ensemble with a fitted
+        :class:`~cellsift.pipeline.classify.adapter.LabelAdapter` (seconds; what it learnt
+        from its own training cells is kept). More: a new ensemble trained on ``train``,
+        its clip networks starting from this one's weights.
+        """
+        y = train.require_labels(what="fine-tuning")
+        if len(y) <= ADAPTER_MAX_LABELS:
+            return self._adapted(train, y)
         clips_cfg = replace(
             self.config.clips,
             lr=self.config.clips.lr / 4,
@@ -304,6 +277,27 @@ class EnsembleClassifier(CellClassifier):
         )
         new = EnsembleClassifier(replace(self.config, clips=clips_cfg, seed=seed))
         return new.fit(train, init=self)
+
+    def _adapted(self, train: CellData, y: np.ndarray) -> EnsembleClassifier:
+        """A copy of this ensemble whose ``p_good`` is corrected by an adapter fitted on ``train``."""
+        import copy
+
+        report_progress("fitting the adapter on %d labels", len(y))
+        p_base = self.predict_proba(train)
+        X = feature_matrix(train.table, MODEL_FEATURES)
+        new = copy.copy(self)
+        new.adapter = LabelAdapter.fit(p_base, X, y, columns=MODEL_FEATURES)
+        new._threshold = 0.5  # the adapter is fitted class-balanced
+        new.oof = None
+        card = self.require_card()
+        metrics: dict[str, Any] = {"parent_metrics": dict(card.metrics)}
+        oof = _adapter_oof(p_base, X, y, seed=self.config.seed)
+        if oof is not None:
+            metrics["out_of_fold"] = {"p_good": binary_metrics(y, oof, threshold=0.5)}
+            metrics["out_of_fold_protocol"] = "adapter re-fitted 5-fold (stratified) on the lab's labels"
+        new.card = replace(card, params=new.params(), metrics=metrics)
+        logger.info("adapter fitted on %d labels: %s", len(y), new.adapter.summary())
+        return new
 
     # -- prediction -------------------------------------------------------------------
     def _check(self) -> Calibrator:
@@ -348,9 +342,9 @@ class EnsembleClassifier(CellClassifier):
         if len(with_c):
             sub = data.take(with_c) if len(with_c) < n else data
             p_f, rf = self.features.predict(sub)
-            lf = _logit(p_f)
+            lf = logit(p_f)
             lc, rc = self.clips.predict_logit(sub)
-            pf[with_c], pc[with_c], pg[with_c] = _sigmoid(lf), _sigmoid(lc), cal(lf, lc)
+            pf[with_c], pc[with_c], pg[with_c] = sigmoid(lf), sigmoid(lc), cal(lf, lc)
             parts = [p for p in (rf, rc) if p is not None]
             if parts:
                 reasons[with_c] = np.mean(parts, axis=0)
@@ -367,6 +361,8 @@ class EnsembleClassifier(CellClassifier):
             if r is not None:
                 reasons[without] = r
                 have_reasons = True
+        if self.adapter is not None:
+            pg = self.adapter.apply(pg, feature_matrix(data.table, self.adapter.columns))
         frame = pd.DataFrame({"p_features": pf, "p_clips": pc, "p_good": pg})
         return frame, (np.nan_to_num(reasons, nan=0.0) if have_reasons else None)
 
@@ -409,6 +405,7 @@ class EnsembleClassifier(CellClassifier):
             "decision_threshold": round(self.decision_threshold, 4),
             "seed": self.config.seed,
             "fit_seconds": None if self.fit_seconds is None else round(self.fit_seconds, 1),
+            "adapter": None if self.adapter is None else self.adapter.summary(),
         }
 
     # -- persistence ----------------------------------------------------------------------
@@ -434,6 +431,9 @@ class EnsembleClassifier(CellClassifier):
             cal_y=cal.y,
         )
         files[ENSEMBLE_FILE] = file_sha256(folder / ENSEMBLE_FILE)
+        if self.adapter is not None:
+            np.savez_compressed(folder / ADAPTER_FILE, **self.adapter.to_arrays())
+            files[ADAPTER_FILE] = file_sha256(folder / ADAPTER_FILE)
         saved = replace(card, files=files, params=self.params())
         saved.write(folder)
         self.card = saved
@@ -483,6 +483,16 @@ class EnsembleClassifier(CellClassifier):
                 fix="restore the model folder or re-train",
             ) from None
         model._load_ood(folder)
+        if ADAPTER_FILE in dict(card.files):
+            try:
+                with np.load(folder / ADAPTER_FILE, allow_pickle=False) as a:
+                    model.adapter = LabelAdapter.from_arrays(a)
+            except (OSError, KeyError, ValueError) as exc:
+                raise ModelMismatchError(
+                    f"adapter file cannot be read ({type(exc).__name__}: {exc})",
+                    path=folder / ADAPTER_FILE,
+                    fix="restore the model folder or fine-tune again",
+                ) from None
         model._threshold = float(params.get("decision_threshold", 0.5))
         model.card = card
         model.features.card = card

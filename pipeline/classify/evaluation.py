@@ -81,6 +81,7 @@ def predict_frame(model: CellClassifier, data: CellData, *, threshold: float | N
     out["reason"] = np.where(out["label"] == "bad", reason, None)
     out["y"] = data.y if data.y is not None else -1
     out["true_reason"] = data.reasons if data.reasons is not None else None
+    out["ood_score"], out["ood_flag"] = model.ood_scores(data)
     return out
 
 
@@ -112,6 +113,13 @@ def evaluate(model: CellClassifier, data: CellData) -> tuple[pd.DataFrame, dict[
         pred.loc[bad, "true_reason"].to_numpy(), pred.loc[bad, "reason"].to_numpy()
     )
     metrics["per_animal"] = per_animal(pred, threshold=model.decision_threshold)
+    flags = pred["ood_flag"].to_numpy(dtype=bool)
+    metrics["ood"] = {
+        "frac_flagged": round(float(flags.mean()), 4) if len(flags) else None,
+        "median_score": round(float(np.nanmedian(pred["ood_score"])), 4)
+        if np.isfinite(pred["ood_score"]).any()
+        else None,
+    }
     return pred, metrics
 
 

@@ -314,6 +314,7 @@ class FeatureClassifier(CellClassifier):
         )
         self.columns = base + (CLIP_SUMMARY_FEATURES if use_clips else ())
         X = self._matrix(train)
+        X[:, np.isnan(X).all(axis=0)] = 0.0  # sklearn cannot bin an all-missing column
         cfg = self.config
         n_iter = min(cfg.max_iter, 150)
         if (

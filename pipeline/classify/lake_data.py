@@ -21,6 +21,7 @@ import pandas as pd
 
 from cellsift.pipeline.classify.clip_prep import read_clip_store
 from cellsift.pipeline.classify.data import ID_COLUMNS, CellData, ClipArrays
+from cellsift.pipeline.classify.inputs import add_session_relative
 from cellsift.pipeline.classify.labels import ALL_LABELS, LabelSpec, load_labels
 from cellsift.schemas import InputFormatError, LakeError
 
@@ -139,6 +140,7 @@ def _lake_cells(
     sessions = lk.sessions[["cohort", "animal", "session", *_SESSION_COLUMNS]]
     cells = cells.drop(columns=[c for c in _SESSION_COLUMNS if c in cells])
     cells = cells.merge(sessions, on=["cohort", "animal", "session"], how="left")
+    cells = add_session_relative(cells)  # over whole sessions, before any filter
     if cohorts is not None:
         cells = cells[cells["cohort"].isin(list(cohorts))]
     if where is not None:

@@ -25,7 +25,7 @@ def rounded(x: float | np.floating[Any] | None) -> float | None:
 
 
 def binary_metrics(
-    y: np.ndarray, p: np.ndarray, *, threshold: float = 0.5, n_bins: int = 10
+    y: np.ndarray, p: np.ndarray, *, threshold: float | np.ndarray = 0.5, n_bins: int = 10
 ) -> dict[str, Any]:
     """Metrics of ``p_good`` against labels ``y`` (1 good, 0 bad).
 
@@ -36,7 +36,8 @@ def binary_metrics(
     p
         ``(n,)`` predicted ``p_good`` (NaN entries are ignored).
     threshold
-        A cell is called good when ``p >= threshold``.
+        A cell is called good when ``p >= threshold``; an ``(n,)`` array gives each cell
+        its own threshold (cross-fitted out-of-fold thresholds), reported as its median.
     n_bins
         Bins of the calibration curve.
 
@@ -55,13 +56,16 @@ def binary_metrics(
     p = np.asarray(p, dtype=np.float64)
     keep = (y >= 0) & np.isfinite(p)
     y, p = y[keep].astype(int), p[keep]
-    pred = (p >= threshold).astype(int)
+    thr = np.asarray(threshold, dtype=np.float64)
+    if thr.ndim:
+        thr = thr[keep]
+    pred = (p >= thr).astype(int)
     n = len(y)
     out: dict[str, Any] = {
         "n": int(n),
         "n_good": int((y == 1).sum()),
         "n_bad": int((y == 0).sum()),
-        "threshold": round(float(threshold), 4),
+        "threshold": round(float(np.median(thr)) if thr.size else float("nan"), 4),
     }
     if n == 0:
         return out

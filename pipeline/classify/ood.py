@@ -1,18 +1,27 @@
-"""Out-of-distribution warnings: how far a cell's features lie from the training data.
+"""Out-of-distribution warnings: how far a cell, and its session, lie from the training data.
 
-Each feature is passed through a signed ``log1p`` (taming heavy tails such as areas and
-peak-to-noise ratios), standardised with the training median and robust SD, missing
-values are set to the training median, and the score is the Mahalanobis distance
-under a Ledoit-Wolf shrunk covariance of the training cells. A cell is flagged when its
-score exceeds a high quantile (default 0.99) of the training cells' scores; a session
-is flagged when more than ``max_fraction`` of its cells are (about 1 % are expected).
+Two checks, one score (``ood_score``; a cell is flagged above 1):
+
+- **the cell**: each unit-free model input (:data:`~cellsift.pipeline.classify.inputs.MODEL_FEATURES`)
+  is passed through a signed ``log1p`` (taming heavy tails), standardised with the
+  training median and robust SD, missing values are set to the training median, and the
+  Mahalanobis distance under a Ledoit-Wolf shrunk covariance is divided by a threshold.
+  The threshold is a high quantile (default 0.99) of distances of *held-out* training
+  sessions (fitted on the other half of the sessions): a training set's own distances
+  are optimistic, and a threshold set on them fires on every new session.
+- **the session's domain**: the session's frame rate and median cell diameter (px, from
+  the median footprint area) against the ranges the model was trained on (widened by
+  10 %); outside them every cell of the session scores
+  ``1 + |log(value / nearest bound)| / log(1.25)``.
+
+A session is flagged when more than ``max_fraction`` of its cells are.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 import numpy as np
 import pandas as pd
@@ -22,7 +31,14 @@ from cellsift.schemas import InputFormatError, ParameterError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["OODDetector", "session_ood"]
+__all__ = ["DOMAIN_DESCRIPTORS", "OODDetector", "domain_descriptors", "session_ood"]
+
+
+#: Session descriptors checked against the training ranges.
+DOMAIN_DESCRIPTORS: Final = ("fps", "cell_diameter_px")
+
+#: Training ranges are widened by this factor each way before a session counts as outside.
+_RANGE_SLACK: Final = 1.1
 
 
 def _transform(X: np.ndarray) -> np.ndarray:
@@ -30,9 +46,37 @@ def _transform(X: np.ndarray) -> np.ndarray:
     return np.sign(X) * np.log1p(np.abs(X))
 
 
+def domain_descriptors(table: pd.DataFrame) -> pd.DataFrame:
+    """Per row, its session's frame rate (Hz) and median cell diameter (px).
+
+    The diameter is that of a disc of the session's median footprint area
+    (``2 * sqrt(median area_px / pi)``). Columns a table lacks are NaN (not checked).
+    """
+    keys = [c for c in ("cohort", "animal", "session") if c in table.columns]
+    out = pd.DataFrame(index=table.index)
+    out["fps"] = pd.to_numeric(table["fps"], errors="coerce") if "fps" in table else np.nan
+    if "area_px" in table:
+        area = pd.to_numeric(table["area_px"], errors="coerce")
+        med = (
+            area.groupby([table[k].astype(str) for k in keys]).transform("median") if keys else area.median()
+        )
+        out["cell_diameter_px"] = 2.0 * np.sqrt(np.asarray(med, dtype=np.float64) / np.pi)
+    else:
+        out["cell_diameter_px"] = np.nan
+    return out
+
+
+def _grouped_halves(n: int, groups: np.ndarray | None) -> np.ndarray:
+    """A 0/1 half per row, whole groups (sessions) kept together, deterministic."""
+    if groups is None:
+        return np.arange(n) % 2
+    _, inverse = np.unique(np.asarray(groups).astype(str), return_inverse=True)
+    return inverse % 2
+
+
 @dataclass(frozen=True)
 class OODDetector:
-    """Mahalanobis-distance novelty detector on standardised features.
+    """Mahalanobis-distance novelty detector on standardised features, plus domain ranges.
 
     Attributes
     ----------
@@ -41,11 +85,14 @@ class OODDetector:
     precision
         ``(F, F)`` inverse of the shrunk covariance of the standardised features.
     threshold
-        Score above which a cell is out of distribution.
+        Distance above which a cell is out of distribution.
     quantile
-        Training quantile the threshold was taken at.
+        Quantile of held-out training distances the threshold was taken at.
     n_train
         Training cells.
+    domain_lo, domain_hi
+        ``(len(DOMAIN_DESCRIPTORS),)`` training ranges of the session descriptors (NaN:
+        not checked).
     """
 
     center: np.ndarray
@@ -54,12 +101,33 @@ class OODDetector:
     threshold: float
     quantile: float
     n_train: int
+    domain_lo: np.ndarray | None = None
+    domain_hi: np.ndarray | None = None
 
     _FIELDS: ClassVar[tuple[str, ...]] = ("center", "scale", "precision", "threshold", "quantile", "n_train")
 
     @classmethod
-    def fit(cls, X: np.ndarray, *, quantile: float = 0.99) -> OODDetector:
+    def fit(
+        cls,
+        X: np.ndarray,
+        *,
+        quantile: float = 0.99,
+        groups: np.ndarray | None = None,
+        domain: pd.DataFrame | None = None,
+    ) -> OODDetector:
         """Fit on training features ``X`` (``(n, F)``, NaN allowed).
+
+        Parameters
+        ----------
+        X
+            Training inputs.
+        quantile
+            Quantile of held-out distances taken as the threshold.
+        groups
+            Session of each row: the threshold comes from distances of one half of the
+            sessions to a detector fitted on the other half (and vice versa).
+        domain
+            :func:`domain_descriptors` of the training rows: their ranges are kept.
 
         Raises
         ------
@@ -68,8 +136,6 @@ class OODDetector:
         ParameterError
             ``quantile`` outside (0, 1).
         """
-        from sklearn.covariance import LedoitWolf
-
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[0] < 3:
             raise InputFormatError(
@@ -80,17 +146,41 @@ class OODDetector:
                 f"quantile must be in (0, 1), got {quantile}", field="quantile", fix="use e.g. 0.99"
             )
         T = _transform(X)
+        center, scale, precision = cls._fit_moments(T)
+        half = _grouped_halves(len(T), groups)
+        held_out: list[np.ndarray] = []
+        for h in (0, 1):
+            a, b = T[half != h], T[half == h]
+            if len(a) >= 3 and len(b):
+                c2, s2, p2 = cls._fit_moments(a)
+                held_out.append(cls._distance(cls._standardise(b, c2, s2), p2))
+        d = (
+            np.concatenate(held_out)
+            if held_out
+            else cls._distance(cls._standardise(T, center, scale), precision)
+        )
+        threshold = float(np.quantile(d, quantile))
+        lo = hi = None
+        if domain is not None:
+            v = domain[list(DOMAIN_DESCRIPTORS)].to_numpy(dtype=np.float64)
+            with np.errstate(all="ignore"):
+                lo = np.nanmin(np.where(np.isfinite(v), v, np.nan), axis=0) / _RANGE_SLACK
+                hi = np.nanmax(np.where(np.isfinite(v), v, np.nan), axis=0) * _RANGE_SLACK
+        return cls(center, scale, precision, threshold, float(quantile), int(X.shape[0]), lo, hi)
+
+    @classmethod
+    def _fit_moments(cls, T: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        from sklearn.covariance import LedoitWolf
+
         center = np.nanmedian(T, axis=0)
         center = np.where(np.isfinite(center), center, 0.0)
         mad = ROBUST_SD_PER_MAD * np.nanmedian(np.abs(T - center), axis=0)
         sd = np.nanstd(T, axis=0)
         scale = np.where(mad > 1e-9, mad, np.where(sd > 1e-9, sd, 1.0))
+        scale = np.where(np.isfinite(scale), scale, 1.0)
         Z = cls._standardise(T, center, scale)
         cov = LedoitWolf().fit(Z).covariance_
-        precision = np.linalg.pinv(cov)
-        d = cls._distance(Z, precision)
-        threshold = float(np.quantile(d, quantile))
-        return cls(center, scale, precision, threshold, float(quantile), int(X.shape[0]))
+        return center, scale, np.linalg.pinv(cov)
 
     @staticmethod
     def _standardise(T: np.ndarray, center: np.ndarray, scale: np.ndarray) -> np.ndarray:
@@ -113,27 +203,62 @@ class OODDetector:
             return np.zeros(0)
         return self._distance(self._standardise(_transform(X), self.center, self.scale), self.precision)
 
+    def domain_score(self, domain: pd.DataFrame) -> np.ndarray:
+        """Per row, 0 inside the training ranges, else ``1 + |log(value / bound)| / log(1.25)``."""
+        out = np.zeros(len(domain))
+        if self.domain_lo is None or self.domain_hi is None or not len(domain):
+            return out
+        v = domain[list(DOMAIN_DESCRIPTORS)].to_numpy(dtype=np.float64)
+        with np.errstate(all="ignore"):
+            below = np.log(self.domain_lo / v)
+            above = np.log(v / self.domain_hi)
+            excess = np.fmax(below, above)
+        excess = np.where(np.isfinite(excess) & (excess > 0), excess, 0.0).max(axis=1)
+        return np.where(excess > 0, 1.0 + excess / np.log(1.25), 0.0)
+
+    def combined_score(self, X: np.ndarray, domain: pd.DataFrame | None = None) -> np.ndarray:
+        """``max(distance / threshold, domain score)``: above 1 is out of distribution."""
+        cell = self.score(X) / max(self.threshold, 1e-12)
+        if domain is None:
+            return cell
+        return np.maximum(cell, self.domain_score(domain))
+
     def flag(self, X: np.ndarray) -> np.ndarray:
-        """True where a row's score exceeds the threshold."""
+        """True where a row's distance exceeds the threshold."""
         return self.score(X) > self.threshold
 
     def summary(self) -> dict[str, Any]:
         """JSON-able description for the model card."""
-        return {
-            "method": "mahalanobis (signed log1p, robust standardisation, Ledoit-Wolf)",
+        out: dict[str, Any] = {
+            "method": "mahalanobis (signed log1p, robust standardisation, Ledoit-Wolf), "
+            "threshold from held-out sessions; session domain ranges",
             "threshold": round(self.threshold, 4),
             "quantile": self.quantile,
             "n_train": self.n_train,
             "n_features": int(self.center.size),
+            "score": "max(distance / threshold, domain score); flagged above 1",
         }
+        if self.domain_lo is not None and self.domain_hi is not None:
+            out["domain_ranges"] = {
+                name: [round(float(lo), 3), round(float(hi), 3)]
+                for name, lo, hi in zip(DOMAIN_DESCRIPTORS, self.domain_lo, self.domain_hi, strict=True)
+                if np.isfinite(lo) and np.isfinite(hi)
+            }
+        return out
 
     def to_arrays(self, prefix: str) -> dict[str, np.ndarray]:
         """Arrays for ``numpy.savez`` (no pickles)."""
-        return {prefix + f: np.asarray(getattr(self, f)) for f in self._FIELDS}
+        out = {prefix + f: np.asarray(getattr(self, f)) for f in self._FIELDS}
+        if self.domain_lo is not None and self.domain_hi is not None:
+            out[prefix + "domain_lo"] = np.asarray(self.domain_lo, dtype=np.float64)
+            out[prefix + "domain_hi"] = np.asarray(self.domain_hi, dtype=np.float64)
+        return out
 
     @classmethod
     def from_arrays(cls, arrays: Any, prefix: str) -> OODDetector:
         """Inverse of :meth:`to_arrays`."""
+        files = set(getattr(arrays, "files", arrays))
+        has_domain = prefix + "domain_lo" in files
         return cls(
             center=np.asarray(arrays[prefix + "center"], dtype=np.float64),
             scale=np.asarray(arrays[prefix + "scale"], dtype=np.float64),
@@ -141,6 +266,8 @@ class OODDetector:
             threshold=float(arrays[prefix + "threshold"]),
             quantile=float(arrays[prefix + "quantile"]),
             n_train=int(arrays[prefix + "n_train"]),
+            domain_lo=np.asarray(arrays[prefix + "domain_lo"], dtype=np.float64) if has_domain else None,
+            domain_hi=np.asarray(arrays[prefix + "domain_hi"], dtype=np.float64) if has_domain else None,
         )
 
 

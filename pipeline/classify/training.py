@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from os import PathLike
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -315,6 +316,13 @@ def fine_tune_on_lake(
     return tuned, path
 
 
+def _oof_threshold(model: CellClassifier, oof: Any) -> Any:
+    """The cross-fitted per-cell thresholds when the model has them, else its threshold."""
+    if "threshold" in oof and np.isfinite(oof["threshold"].to_numpy(dtype=float)).all():
+        return oof["threshold"].to_numpy(dtype=float)
+    return model.decision_threshold
+
+
 def attach_oof_metrics(model: CellClassifier) -> None:
     """Put the ensemble's out-of-fold metrics (grouped by animal) on its card."""
     oof = getattr(model, "oof", None)
@@ -324,7 +332,7 @@ def attach_oof_metrics(model: CellClassifier) -> None:
         name: binary_metrics(
             oof["y"].to_numpy(),
             oof[name].to_numpy(),
-            threshold=model.decision_threshold if name == "p_good" else 0.5,
+            threshold=_oof_threshold(model, oof) if name == "p_good" else 0.5,
         )
         for name in ("p_features", "p_clips", "p_good")
         if name in oof

@@ -11,8 +11,10 @@ fails is recorded as failed without stopping the others.
 Modules: :mod:`~cellsift.pipeline.ingest.spec` (a session's entry),
 :mod:`~cellsift.pipeline.ingest.manifest` (reading manifests),
 :mod:`~cellsift.pipeline.ingest.inputs` (input files, hashes, reading them aligned),
-:mod:`~cellsift.pipeline.ingest.writer` (the zarr store) and
-:mod:`~cellsift.pipeline.ingest.cohort` (orchestration).
+:mod:`~cellsift.pipeline.ingest.writer` (the zarr store),
+:mod:`~cellsift.pipeline.ingest.staging` (one session's task: hash, read, write a staged
+store) and :mod:`~cellsift.pipeline.ingest.cohort` (orchestration: one task per session
+on a Dask cluster or in this process; the client alone publishes).
 """
 
 from __future__ import annotations

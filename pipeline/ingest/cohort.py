@@ -1,23 +1,25 @@
 """Ingest: read a cohort's raw files and write one session dataset per session into the lake.
 
-For every session of a manifest (see :mod:`cellsift.pipeline.ingest.manifest`):
+For every session of a manifest (see :mod:`cellsift.pipeline.ingest.manifest`), one task
+(:func:`~cellsift.pipeline.ingest.staging.stage_session`, run by
+:func:`cellsift.pipeline.executor.run_sessions` in this process or on the workers of a
+Dask cluster, local or SLURM):
 
-1. hash the inputs (:mod:`~cellsift.pipeline.ingest.inputs`: SHA-256 of every file's
+1. hashes the inputs (:mod:`~cellsift.pipeline.ingest.inputs`: SHA-256 of every file's
    content plus the manifest values and ingest options that change the output); a
-   session whose hash, catalog status and store are unchanged is skipped;
-2. read the extraction (any format of :mod:`cellsift.pipeline.readers`) and open the
-   video (headers only; the manifest's ``video``, else the extraction's own video, else
-   none); check that they agree: frame size and pixel count, frame count (an exact
-   integer ratio is a temporal downsampling, accepted only when the manifest declares
-   ``temporal_downsample``), labels against unit ids;
-3. write ``LAKE/tmp/<uuid>.zarr`` (:mod:`~cellsift.pipeline.ingest.writer`): traces and
-   coordinates at once, then the movie streamed block by block (``decode_block_frames``
-   frames in memory at a time) and the footprints 32 units at a time, checking the
-   footprints' orientation against the movie on the way;
-4. check the store reads back as a valid session dataset, move it to
-   ``LAKE/sessions/<cohort>/<animal>/<session>/<input_hash[:16]>.zarr``, write the
-   labels table, switch the catalog row to it (the atomic switch) and remove older
-   versions.
+   session whose hash equals the good version in the lake is ``unchanged``;
+2. reads the extraction (any format of :mod:`cellsift.pipeline.readers`) and opens the
+   video; checks that they agree (frame size, frame count, labels against unit ids);
+3. writes the session's zarr store (:mod:`~cellsift.pipeline.ingest.writer`) into the
+   run's staging folder ``LAKE/tmp/<run_id>/`` and checks it reads back.
+
+The client alone writes into the lake (one writer, holding ``LAKE/run.lock``): as each
+task finishes, :func:`_publish_session_version` moves the staged store to
+``LAKE/sessions/<cohort>/<animal>/<session>/<input_hash[:16]>.zarr``, writes the labels
+table, switches the catalog row to it (the atomic switch) and removes older versions. At
+the end the run's staging folder is removed, whatever happened to the workers (a task
+whose worker was killed is run again elsewhere by Dask; its half-written store is removed
+with the folder).
 
 A session that fails is recorded in the catalog as ``failed`` unless a good version of
 it is already in the lake, which is then left exactly as it was (no file changes).
@@ -25,12 +27,10 @@ it is already in the lake, which is then left exactly as it was (no file changes
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final
@@ -41,15 +41,23 @@ from cellsift.catalog import (
     Catalog,
     LakeLayout,
     SessionRecord,
+    cascade_new_input,
+    publish_dir,
     remove_tree_quietly,
     run_lock,
     write_parquet_atomic,
 )
-from cellsift.pipeline._util import utc_now
-from cellsift.pipeline.ingest.inputs import SessionInputs, compute_input_hash, read_session_inputs
-from cellsift.pipeline.ingest.manifest import SessionSpec, check_spec_files, read_manifest
-from cellsift.pipeline.ingest.writer import labels_table, write_session_store
-from cellsift.schemas import DATASET_SCHEMA_VERSION, CellsiftError, ParameterError
+from cellsift.pipeline.executor import SessionOutcome, run_sessions
+from cellsift.pipeline.ingest.manifest import SessionSpec, read_manifest
+from cellsift.pipeline.ingest.staging import (
+    INGEST_STAGE,
+    STAGED,
+    IngestOptions,
+    StagedSession,
+    StageRequest,
+    stage_session,
+)
+from cellsift.schemas import SessionKey
 
 logger = logging.getLogger(__name__)
 
@@ -62,40 +70,7 @@ __all__ = [
 ]
 
 STATUS_UNCHANGED: Final = "unchanged"
-
-
-@dataclass(frozen=True)
-class IngestOptions:
-    """Options of :func:`ingest_cohort`.
-
-    Parameters
-    ----------
-    chunk_frames
-        Frames per zarr chunk of the movie (changes the output, so part of the input hash).
-    decode_block_frames
-        Frames decoded and held in memory at a time (memory only; not hashed).
-    check_orientation
-        Check footprints against the movie's peak frames (transposed / pixel order).
-
-    Raises
-    ------
-    ParameterError
-        ``chunk_frames`` or ``decode_block_frames`` is not a whole number >= 1.
-    """
-
-    chunk_frames: int = 100
-    decode_block_frames: int = 256
-    check_orientation: bool = True
-
-    def __post_init__(self) -> None:
-        for name in ("chunk_frames", "decode_block_frames"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ParameterError(
-                    f"must be a whole number >= 1, got {value!r}",
-                    field=name,
-                    fix=f"pass {name}=100 or another positive number of frames",
-                )
+_DEFAULT_OPTIONS: Final = IngestOptions()
 
 
 @dataclass(frozen=True)
@@ -114,7 +89,7 @@ class IngestResult:
     dataset_path
         The session store, relative to the lake root ("" when failed).
     seconds
-        Wall time spent on the session.
+        Wall time spent on the session (its task, plus publishing).
     """
 
     cohort: str
@@ -128,16 +103,7 @@ class IngestResult:
     seconds: float = 0.0
 
 
-# =========================================================================== one session
-
-
-def _cellsift_version() -> str:
-    try:
-        from cellsift import __version__
-
-        return str(__version__)
-    except ImportError:  # pragma: no cover
-        return "unknown"
+# =========================================================================== the catalog side
 
 
 def _str(path: Path | None) -> str:
@@ -150,125 +116,6 @@ def _has_good_version(catalog: Catalog, spec: SessionSpec) -> SessionRecord | No
         if (catalog.root / prev.dataset_path).is_dir():
             return prev
     return None
-
-
-def _store_attrs(
-    spec: SessionSpec,
-    inputs: SessionInputs,
-    *,
-    input_hash: str,
-    source_hashes: dict[str, str],
-    options: IngestOptions,
-) -> dict[str, Any]:
-    """The session dataset's attributes: where it came from and how it was stored."""
-    ext, video, alignment = inputs.ext, inputs.video, inputs.alignment
-    video_path = None if video is None else Path(video.path)
-    return {
-        "schema_version": DATASET_SCHEMA_VERSION,
-        "cohort": spec.cohort,
-        "animal": spec.animal,
-        "session": spec.session,
-        "stage": spec.stage,
-        "day": int(spec.day),
-        "fps": float(inputs.fps),
-        "fps_source": inputs.fps_source,
-        "time_source": inputs.time_source,
-        "source_format": ext.source_format,
-        "video_format": "" if video is None else video.format,
-        "source_video": _str(video_path),
-        "source_extraction": _str(spec.extraction),
-        "source_events": _str(spec.events),
-        "source_labels": _str(spec.labels),
-        "labels_sources": json.dumps([s.source for s in inputs.labels]),
-        "c_raw_source": ext.c_raw_source,
-        "pixel_order": ext.pixel_order,
-        "temporal_downsample": int(alignment.ratio),
-        "downsampled": {"traces": "traces", "video": "movie"}.get(alignment.longer, ""),
-        "source_trace_frames": int(inputs.n_trace_frames),
-        "source_video_frames": 0 if video is None else int(video.n_frames),
-        "recording_start": getattr(video, "start_time", None) or "",
-        "input_hash": input_hash,
-        "source_hashes": json.dumps(source_hashes, sort_keys=True),
-        "chunk_frames": int(options.chunk_frames),
-        "cellsift_version": _cellsift_version(),
-        "ingested_at": utc_now().isoformat(timespec="seconds"),
-    }
-
-
-def _ingest_or_raise(
-    spec: SessionSpec, catalog: Catalog, options: IngestOptions, state: dict[str, str]
-) -> IngestResult:
-    t0 = time.perf_counter()
-    layout = catalog.layout
-    check_spec_files(spec)
-    session_dir = layout.session_dir(*spec.key)  # checks names before any work
-    input_hash, source_hashes = compute_input_hash(
-        spec, chunk_frames=options.chunk_frames, check_orientation=options.check_orientation
-    )
-    state["input_hash"] = input_hash
-
-    good = _has_good_version(catalog, spec)
-    if good is not None and good.input_hash == input_hash:
-        logger.info("unchanged %s/%s/%s", *spec.key)
-        return IngestResult(
-            spec.cohort,
-            spec.animal,
-            spec.session,
-            status=STATUS_UNCHANGED,
-            n_frames=good.n_frames,
-            n_units=good.n_units,
-            dataset_path=good.dataset_path,
-            seconds=time.perf_counter() - t0,
-        )
-
-    inputs = read_session_inputs(
-        spec, decode_block_frames=options.decode_block_frames, check_orientation=options.check_orientation
-    )
-    labels = labels_table(spec.cohort, spec.animal, spec.session, inputs.labels)
-    final = session_dir / f"{input_hash[:16]}.zarr"
-    attrs = _store_attrs(spec, inputs, input_hash=input_hash, source_hashes=source_hashes, options=options)
-    write_session_store(
-        layout.tmp,
-        final,
-        inputs=inputs,
-        attrs=attrs,
-        chunk_frames=options.chunk_frames,
-        check_orientation=options.check_orientation,
-        extraction=spec.extraction,
-    )
-    dataset_path = layout.relative(final)
-    labels_file = layout.table_file("labels", *spec.key)
-    if labels is not None:
-        write_parquet_atomic(labels, labels_file, tmp_root=layout.tmp)
-    elif labels_file.exists():
-        labels_file.unlink()  # the new version has no labels: drop the old ones
-    _switch_catalog(catalog, spec, inputs, dataset_path=dataset_path, input_hash=input_hash)
-    for sibling in session_dir.iterdir():
-        if sibling != final and (sibling.suffix == ".zarr" or ".zarr.old-" in sibling.name):
-            remove_tree_quietly(sibling)
-            logger.debug("removed older version %s", sibling)
-    ext, (height, width) = inputs.ext, inputs.dims
-    seconds = time.perf_counter() - t0
-    logger.info(
-        "ingested %s/%s/%s: %d frames %dx%d%s, %d units in %.1f s",
-        *spec.key,
-        ext.n_frames,
-        height,
-        width,
-        "" if inputs.video is not None else " (no movie)",
-        ext.n_units,
-        seconds,
-    )
-    return IngestResult(
-        spec.cohort,
-        spec.animal,
-        spec.session,
-        status=STATUS_INGESTED,
-        n_frames=ext.n_frames,
-        n_units=ext.n_units,
-        dataset_path=dataset_path,
-        seconds=seconds,
-    )
 
 
 def _manifest_record(spec: SessionSpec) -> SessionRecord:
@@ -285,26 +132,44 @@ def _manifest_record(spec: SessionSpec) -> SessionRecord:
     )
 
 
-def _switch_catalog(
-    catalog: Catalog, spec: SessionSpec, inputs: SessionInputs, *, dataset_path: str, input_hash: str
-) -> None:
-    """Point the session's catalog row at the new store (the atomic switch)."""
-    ext, (height, width) = inputs.ext, inputs.dims
+def _publish_session_version(catalog: Catalog, staged: StagedSession) -> str:
+    """Publish a staged store as the session's new version; return its path in the lake.
+
+    Moves the store into ``sessions/``, writes (or drops) the labels table, switches the
+    catalog row to the new store in one transaction and removes older versions. Only the
+    client calls this: the lake has one writer.
+    """
+    spec, layout = staged.spec, catalog.layout
+    session_dir = layout.session_dir(*spec.key)
+    final = session_dir / f"{staged.input_hash[:16]}.zarr"
+    publish_dir(Path(staged.store), final)
+    dataset_path = layout.relative(final)
+    cascade_new_input(layout, spec.key, store=final)  # its checksums; parts built from the old input go
+    labels_file = layout.table_file("labels", *spec.key)
+    if staged.labels is not None:
+        write_parquet_atomic(staged.labels, labels_file, tmp_root=layout.tmp)
+    elif labels_file.exists():
+        labels_file.unlink()  # the new version has no labels: drop the old ones
     catalog.upsert(
         replace(
             _manifest_record(spec),
-            fps=float(inputs.fps),
-            video=_str(None if inputs.video is None else Path(inputs.video.path)),
-            source_format=ext.source_format,
+            fps=staged.fps,
+            video=staged.video,
+            source_format=staged.source_format,
             dataset_path=dataset_path,
-            input_hash=input_hash,
-            n_frames=ext.n_frames,
-            height=height,
-            width=width,
-            n_units=ext.n_units,
+            input_hash=staged.input_hash,
+            n_frames=staged.n_frames,
+            height=staged.height,
+            width=staged.width,
+            n_units=staged.n_units,
             status=STATUS_INGESTED,
         )
     )
+    for sibling in session_dir.iterdir():
+        if sibling != final and (sibling.suffix == ".zarr" or ".zarr.old-" in sibling.name):
+            remove_tree_quietly(sibling)
+            logger.debug("removed older version %s", sibling)
+    return dataset_path
 
 
 def _record_failure(
@@ -333,26 +198,120 @@ def _record_failure(
     )
 
 
-def _ingest_one(spec: SessionSpec, catalog: Catalog, options: IngestOptions) -> IngestResult:
-    t0 = time.perf_counter()
-    state: dict[str, str] = {}
-    try:
-        return _ingest_or_raise(spec, catalog, options, state)
-    except CellsiftError as exc:
-        message = exc.one_line()
-    except Exception as exc:  # noqa: BLE001 - one bad session never stops the cohort
-        logger.debug("unexpected error ingesting %s/%s/%s\n%s", *spec.key, traceback.format_exc())
-        message = " ".join(f"{type(exc).__name__}: {exc}".split())
-    return _record_failure(spec, catalog, message, state.get("input_hash", ""), time.perf_counter() - t0)
+def _finish(catalog: Catalog, spec: SessionSpec, outcome: SessionOutcome) -> IngestResult:
+    """The client's half of one session: publish what its task staged, or record why it failed."""
+    staged = outcome.value if isinstance(outcome.value, StagedSession) else None
+    if staged is None:  # the task itself failed (e.g. its worker was killed again and again)
+        return _record_failure(spec, catalog, outcome.error, "", outcome.duration_s)
+    if staged.traceback:
+        logger.debug("unexpected error ingesting %s/%s/%s\n%s", *spec.key, staged.traceback)
+    if staged.status == STAGED:
+        t0 = time.perf_counter()
+        try:
+            dataset_path = _publish_session_version(catalog, staged)
+        except Exception as exc:  # noqa: BLE001 - e.g. a full disk: this session fails, not the cohort
+            message = " ".join(f"could not publish the session: {type(exc).__name__}: {exc}".split())
+            return _record_failure(spec, catalog, message, staged.input_hash, staged.seconds)
+        seconds = staged.seconds + time.perf_counter() - t0
+        logger.info("ingested %s/%s/%s -> %s in %.1f s", *spec.key, dataset_path, seconds)
+        return IngestResult(
+            spec.cohort,
+            spec.animal,
+            spec.session,
+            status=STATUS_INGESTED,
+            n_frames=staged.n_frames,
+            n_units=staged.n_units,
+            dataset_path=dataset_path,
+            seconds=seconds,
+        )
+    good = _has_good_version(catalog, spec) if staged.status == STATUS_UNCHANGED else None
+    if good is not None and good.input_hash == staged.input_hash:
+        return IngestResult(
+            spec.cohort,
+            spec.animal,
+            spec.session,
+            status=STATUS_UNCHANGED,
+            n_frames=good.n_frames,
+            n_units=good.n_units,
+            dataset_path=good.dataset_path,
+            seconds=staged.seconds,
+        )
+    message = staged.error or "the lake's version changed while the session was ingested; ingest again"
+    return _record_failure(spec, catalog, message, staged.input_hash, staged.seconds)
+
+
+class _Publisher:
+    """Publishes each session as soon as its task is done; one result per session, once."""
+
+    def __init__(
+        self, catalog: Catalog, specs: Sequence[SessionSpec], progress: Callable[[IngestResult], None] | None
+    ) -> None:
+        self.catalog = catalog
+        self.specs = {SessionKey(*s.key): s for s in specs}
+        self.progress = progress
+        self.results: dict[SessionKey, IngestResult] = {}
+
+    def handle(self, outcome: SessionOutcome) -> None:
+        key = outcome.key
+        if key in self.results:
+            return
+        result = _finish(self.catalog, self.specs[key], outcome)
+        self.results[key] = result
+        if self.progress is not None:
+            self.progress(result)
+
+    def watch(self, futures: Sequence[Any]) -> None:
+        """The executor's progress hook: publish each session's store as its task finishes."""
+        from distributed import as_completed
+
+        for future in as_completed(futures):
+            if future.status == "finished":
+                self.handle(future.result())
+            # an errored future (worker killed too often) is recorded from the executor's outcome
+
+
+def _ingest_all(
+    specs: Sequence[SessionSpec],
+    catalog: Catalog,
+    *,
+    options: IngestOptions,
+    client: Any,
+    run_id: str,
+    staging: Path,
+    progress: Callable[[IngestResult], None] | None,
+) -> list[IngestResult]:
+    publisher = _Publisher(catalog, specs, progress)
+    items = []
+    for spec in specs:
+        good = _has_good_version(catalog, spec)
+        request = StageRequest(
+            spec,
+            lake=str(catalog.root.resolve()),
+            staging=str(staging.resolve()),
+            options=options,
+            known_hash=good.input_hash if good is not None else "",
+        )
+        items.append((SessionKey(*spec.key), request))
+    if client is None:  # in this process: publish each session before starting the next
+        for item in items:
+            for outcome in run_sessions([item], stage_session, stage=INGEST_STAGE, run_id=run_id):
+                publisher.handle(outcome)
+    else:
+        outcomes = run_sessions(
+            items, stage_session, stage=INGEST_STAGE, run_id=run_id, client=client, progress=publisher.watch
+        )
+        for outcome in outcomes:  # those the hook did not see: failed futures
+            publisher.handle(outcome)
+    return [publisher.results[key] for key, _ in items]
 
 
 # =========================================================================== public
 
 
 def ingest_session(
-    spec: SessionSpec, lake: Path | str, *, options: IngestOptions = IngestOptions()
+    spec: SessionSpec, lake: Path | str, *, options: IngestOptions = _DEFAULT_OPTIONS
 ) -> IngestResult:
-    """Ingest one session into ``lake`` (created if missing).
+    """Ingest one session into ``lake`` (created if missing), in this process.
 
     Does not take the lake's run lock (:func:`ingest_cohort` does); do not run it while
     a pipeline run writes into the same lake.
@@ -373,28 +332,43 @@ def ingest_session(
         failure is recorded in the catalog unless a good version is kept).
     """
     catalog = Catalog(Path(lake), create=True)
-    return _ingest_one(spec, catalog, options)
+    run_id = f"ingest-{uuid.uuid4().hex[:12]}"
+    staging = catalog.layout.tmp / run_id
+    try:
+        return _ingest_all(
+            [spec], catalog, options=options, client=None, run_id=run_id, staging=staging, progress=None
+        )[0]
+    finally:
+        remove_tree_quietly(staging)
 
 
 def ingest_cohort(
     source: Path | str,
     lake: Path | str,
     *,
-    options: IngestOptions = IngestOptions(),
+    options: IngestOptions = _DEFAULT_OPTIONS,
+    client: Any = None,
     progress: Callable[[IngestResult], None] | None = None,
 ) -> list[IngestResult]:
-    """Ingest every session of a cohort into ``lake``.
+    """Ingest every session of a cohort into ``lake``: one task per session.
 
     Parameters
     ----------
     source
         Cohort manifest (CSV or YAML) or a folder laid out as the demo writes it.
     lake
-        The lake folder (created if missing).
+        The lake folder (created if missing). With a ``client`` whose workers run on
+        other machines, it must sit on a file system they share with this process, and
+        so must the source files.
     options
         Ingest options.
+    client
+        A connected ``distributed.Client``: one task per session on its workers, which
+        write staged stores only; this process publishes them. ``None``: every session
+        in this process, one after the other.
     progress
-        Called with each session's result as soon as it is done.
+        Called with each session's result as soon as it is published (in the order the
+        sessions finish).
 
     Returns
     -------
@@ -411,16 +385,24 @@ def ingest_cohort(
     specs = read_manifest(Path(source), check_files=False)
     catalog = Catalog(Path(lake), create=True)
     layout: LakeLayout = catalog.layout
-    results: list[IngestResult] = []
-    with run_lock(layout.root, run_id=f"ingest-{uuid.uuid4().hex[:12]}") as stale:
+    run_id = f"ingest-{uuid.uuid4().hex[:12]}"
+    with run_lock(layout.root, run_id=run_id) as stale:
         if stale:  # a killed writer may have left half-written staging folders
             for leftover in layout.tmp.iterdir() if layout.tmp.is_dir() else ():
                 remove_tree_quietly(leftover)
-        for spec in specs:
-            result = _ingest_one(spec, catalog, options)
-            results.append(result)
-            if progress is not None:
-                progress(result)
+        staging = layout.tmp / run_id
+        try:
+            results = _ingest_all(
+                specs,
+                catalog,
+                options=options,
+                client=client,
+                run_id=run_id,
+                staging=staging,
+                progress=progress,
+            )
+        finally:  # whatever happened to the workers, no staged store outlives the run
+            remove_tree_quietly(staging)
     counts = {
         s: sum(r.status == s for r in results) for s in (STATUS_INGESTED, STATUS_UNCHANGED, STATUS_FAILED)
     }

@@ -41,12 +41,14 @@ from cellsift.pipeline.readers import (
     UnitLabels,
     VideoReader,
     check_frame_size,
+    decimate_traces,
     frame_alignment,
     list_companion_video_files,
     list_extraction_files,
     list_video_files,
     open_extraction,
     open_video,
+    peak_traces,
     read_labels_file,
 )
 from cellsift.schemas import DATASET_SCHEMA_VERSION, TRUTH_FILE, CellsiftError, InputFormatError
@@ -257,7 +259,7 @@ def read_session_inputs(
     labels = _session_labels(spec, ext)
     peak_frames: PeakFrameCheck | None = None
     if video is not None and check_orientation:
-        peak_frames = PeakFrameCheck(ext.A, dims[0], dims[1], ext.C if np.any(ext.C) else ext.C_raw)
+        peak_frames = PeakFrameCheck(ext.A, dims[0], dims[1], peak_traces(ext))
     frames: Iterator[np.ndarray] | None = None
     if video is not None:
         frames = video.iter_blocks(decode_block_frames)
@@ -327,18 +329,14 @@ def _align(
 
 
 def _decimate_traces(ext: Extraction, alignment: FrameAlignment) -> Extraction:
-    """Traces N times longer than the video: sample C, C_raw at the video frames, sum S per block."""
+    """Traces N times longer than the video: sample C, C_raw at the video frames, sum S per block
+    (lazily for traces read from the file in blocks of units)."""
     r, n = alignment.ratio, alignment.n_frames
-    idx = np.arange(n) * r
-    s_full = ext.S[:, : n * r]
-    if s_full.shape[1] < n * r:
-        s_full = np.pad(s_full, ((0, 0), (0, n * r - s_full.shape[1])))
-    S = s_full.reshape(ext.n_units, n, r).sum(axis=2, dtype=np.float64).astype(np.float32)
     return dataclasses.replace(
         ext,
-        C=np.ascontiguousarray(ext.C[:, idx]),
-        C_raw=np.ascontiguousarray(ext.C_raw[:, idx]),
-        S=np.ascontiguousarray(S),
+        C=decimate_traces(ext.C, r, n, reduce="sample"),
+        C_raw=decimate_traces(ext.C_raw, r, n, reduce="sample"),
+        S=decimate_traces(ext.S, r, n, reduce="sum"),
     )
 
 

@@ -1,19 +1,24 @@
 """Writing a session dataset: the zarr store of one session, and its labels table.
 
-:func:`write_session_store` writes ``LAKE/tmp/<uuid>.zarr``: traces and coordinates at
-once, then the movie streamed block by block and the footprints 32 units at a time, the
-max projection computed on the way; while the movie streams, the frames at the
-strongest cells' peaks are kept and the footprints' orientation is checked against them
-(transposed or row/column-major mix-ups). The store is then read back and checked as a
-valid session dataset, and moved to its final place in one rename.
+:func:`write_session_store` writes ``LAKE/tmp/<uuid>.zarr``. The movie is decoded on a
+thread of its own from the moment the write starts (PyAV releases the GIL while it
+decodes), while this thread creates the store, writes the traces (a block of units at a
+time, read lazily from v7.3/HDF5/zarr files) and the footprints (32 units at a time),
+then compresses and writes the movie chunk by chunk as the decoder hands them over; the
+max projection and the frames at the strongest cells' peaks (for the orientation check:
+transposed or row/column-major mix-ups) are taken on the decoding thread. At most a few
+chunks of frames and one block of units are in memory at a time, whatever the session's
+length. The store is then read back and checked as a valid session dataset, and moved to
+its final place in one rename.
 """
 
 from __future__ import annotations
 
 import json
+import queue
+import threading
 import warnings
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, cast
 
@@ -29,6 +34,7 @@ from cellsift.pipeline.readers import (
     UnitLabels,
     check_orientation,
     image_orientation_scores,
+    iter_unit_blocks,
     labels_rows,
 )
 from cellsift.schemas import (
@@ -46,10 +52,12 @@ if TYPE_CHECKING:
     import zarr
 
 __all__ = [
+    "MOVIE_QUEUE_CHUNKS",
     "MOVIE_ZSTD_LEVEL",
     "TRACE_CHUNK_FRAMES",
     "UNITS_PER_CHUNK",
     "aligned_blocks",
+    "chunk_copies",
     "footprint_block",
     "labels_table",
     "write_session_store",
@@ -61,6 +69,8 @@ UNITS_PER_CHUNK: Final = 32
 TRACE_CHUNK_FRAMES: Final = 65536
 #: zstd level of the movie: on noisy 8-bit movies as small as level 3 and ~3x faster.
 MOVIE_ZSTD_LEVEL: Final = 1
+#: Chunks of decoded frames waiting to be compressed (bounds memory; two keep both threads busy).
+MOVIE_QUEUE_CHUNKS: Final = 2
 #: Dataset variable names extraction images and per-unit columns must not take.
 _RESERVED: Final = frozenset(
     {"movie", "A", "C", "C_raw", "S", "max_proj", FRAME, UNIT_ID, HEIGHT, WIDTH, "time_s"}
@@ -127,12 +137,21 @@ def labels_table(cohort: str, animal: str, session: str, sets: list[UnitLabels])
 
 
 def footprint_block(A: sp.csc_matrix, start: int, stop: int, h: int, w: int, order: str) -> np.ndarray:
-    """Return footprints ``start:stop`` as ``(n, h, w)`` float32, reading pixels in ``order``."""
-    dense = A[:, start:stop].toarray().T  # (n, h*w)
+    """Return footprints ``start:stop`` as ``(n, h, w)`` float32, reading pixels in ``order``.
+
+    The non-zeros are scattered straight into a zeroed block in row-major layout (no
+    dense transposed copies: a block of 608 x 608 px footprints is 47 MB).
+    """
+    sub = sp.csc_matrix(A[:, start:stop], dtype=np.float32)
+    sub.sum_duplicates()
     n = stop - start
+    out = np.zeros((n, h * w), dtype=np.float32)
+    units = np.repeat(np.arange(n), np.diff(sub.indptr))
+    pixels = sub.indices.astype(np.int64)
     if order == "F":  # pixel index = y + x*h
-        return np.ascontiguousarray(dense.reshape(n, w, h).transpose(0, 2, 1), dtype=np.float32)
-    return np.ascontiguousarray(dense.reshape(n, h, w), dtype=np.float32)
+        pixels = (pixels % h) * w + pixels // h
+    out[units, pixels] = sub.data
+    return out.reshape(n, h, w)
 
 
 def aligned_blocks(blocks: Iterator[np.ndarray], chunk: int) -> Iterator[np.ndarray]:
@@ -155,40 +174,80 @@ def aligned_blocks(blocks: Iterator[np.ndarray], chunk: int) -> Iterator[np.ndar
         yield tail
 
 
+def chunk_copies(blocks: Iterator[np.ndarray], chunk: int, dtype: np.dtype) -> Iterator[np.ndarray]:
+    """Copy frame blocks of any size into fresh ``(chunk, h, w)`` arrays of ``dtype``.
+
+    Every array but the last holds exactly ``chunk`` frames (the last may be shorter);
+    each is new, so the caller may keep it while the next one fills. The values are
+    cast as ``astype`` casts them.
+    """
+    buffer: np.ndarray | None = None
+    filled = 0
+    for block in blocks:
+        taken = 0
+        while taken < len(block):
+            if buffer is None:
+                buffer = np.empty((chunk, *block.shape[1:]), dtype=dtype)
+            n = min(chunk - filled, len(block) - taken)
+            buffer[filled : filled + n] = block[taken : taken + n]
+            filled, taken = filled + n, taken + n
+            if filled == chunk:
+                yield buffer
+                buffer, filled = None, 0
+    if buffer is not None and filled:
+        yield buffer[:filled]
+
+
 def _write_store(store: Path, *, inputs: SessionInputs, attrs: dict[str, Any], chunk_frames: int) -> None:
-    """Write the session dataset to ``store`` (a fresh path), streaming movie and footprints."""
+    """Write the session dataset to ``store`` (a fresh path): the movie decodes on its own
+    thread while this one writes everything else, then compresses the movie's chunks."""
     import zarr
 
     ext, video = inputs.ext, inputs.video
-    ds, encoding = _skeleton(inputs, attrs, chunk_frames)
-    with warnings.catch_warnings():
-        # zarr warns that consolidated metadata is not yet in the v3 spec; xarray reads it fine
-        warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
-        ds.to_zarr(store, mode="w", compute=False, encoding=encoding, consolidated=True, zarr_format=3)
-    group = zarr.open_group(store, mode="r+", zarr_format=3)
+    feed: _MovieFeed | None = None
     if video is not None and inputs.frames is not None:
-        max_proj = _stream_movie(
-            cast("zarr.Array", group["movie"]),
+        feed = _MovieFeed(
             inputs.frames,
+            n_frames=ext.n_frames,
             chunk=min(chunk_frames, ext.n_frames),
+            dtype=_movie_dtype(video.dtype),
             peak_frames=inputs.peak_frames,
             video=Path(video.path),
         )
-        cast("zarr.Array", group["max_proj"])[...] = max_proj
-    h, w = inputs.dims
-    k = ext.n_units
-    ku = min(UNITS_PER_CHUNK, k)
-    footprints = cast("zarr.Array", group["A"])
-    for start in range(0, k, ku):
-        stop = min(start + ku, k)
-        footprints[start:stop] = footprint_block(ext.A, start, stop, h, w, ext.pixel_order)
+    try:
+        ds, encoding = _skeleton(inputs, attrs, chunk_frames)
+        with warnings.catch_warnings():
+            # zarr warns that consolidated metadata is not yet in the v3 spec; xarray reads it fine
+            warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
+            ds.to_zarr(store, mode="w", compute=False, encoding=encoding, consolidated=True, zarr_format=3)
+        group = zarr.open_group(store, mode="r+", zarr_format=3)
+        ku = min(UNITS_PER_CHUNK, ext.n_units)
+        for name in ("C", "C_raw", "S"):
+            traces = cast("zarr.Array", group[name])
+            for start, rows in iter_unit_blocks(getattr(ext, name), ku):
+                traces[start : start + len(rows)] = rows
+        h, w = inputs.dims
+        footprints = cast("zarr.Array", group["A"])
+        for start in range(0, ext.n_units, ku):
+            stop = min(start + ku, ext.n_units)
+            footprints[start:stop] = footprint_block(ext.A, start, stop, h, w, ext.pixel_order)
+        if feed is not None:
+            cast("zarr.Array", group["max_proj"])[...] = feed.write_into(cast("zarr.Array", group["movie"]))
+    finally:
+        if feed is not None:
+            feed.stop()
+
+
+def _movie_dtype(dtype: np.dtype) -> np.dtype:
+    """The stored movie's dtype: the video's, with float64 stored as float32."""
+    return np.dtype(np.float32) if dtype == np.float64 else np.dtype(dtype)
 
 
 def _skeleton(
     inputs: SessionInputs, attrs: dict[str, Any], chunk_frames: int
 ) -> tuple[xr.Dataset, dict[str, dict[str, Any]]]:
-    """The dataset with traces and coordinates filled in and lazy zeros for the movie,
-    max projection and footprints, and its zarr encoding."""
+    """The dataset with coordinates filled in and lazy zeros for the movie, max
+    projection, footprints and traces, and its zarr encoding."""
     import dask.array as da
     import xarray as xr
     from zarr.codecs import ZstdCodec
@@ -202,16 +261,18 @@ def _skeleton(
     compressors = (ZstdCodec(level=3),)
     data_vars: dict[str, Any] = {
         "A": ((UNIT_ID, HEIGHT, WIDTH), da.zeros((k, h, w), chunks=(ku, h, w), dtype=np.float32)),
-        "C": ((UNIT_ID, FRAME), ext.C),
-        "C_raw": ((UNIT_ID, FRAME), ext.C_raw),
-        "S": ((UNIT_ID, FRAME), ext.S),
+        # traces are written a block of units at a time after the skeleton
+        **{
+            name: ((UNIT_ID, FRAME), da.zeros((k, t), chunks=trace_chunks, dtype=np.float32))
+            for name in ("C", "C_raw", "S")
+        },
     }
     encoding: dict[str, dict[str, Any]] = {
         "A": {"chunks": (ku, h, w), "compressors": compressors},
         **{name: {"chunks": trace_chunks, "compressors": compressors} for name in ("C", "C_raw", "S")},
     }
     if video is not None:
-        dtype = np.dtype(np.float32) if video.dtype == np.float64 else video.dtype
+        dtype = _movie_dtype(video.dtype)
         data_vars["movie"] = ((FRAME, HEIGHT, WIDTH), da.zeros((t, h, w), chunks=(cf, h, w), dtype=dtype))
         data_vars["max_proj"] = ((HEIGHT, WIDTH), da.zeros((h, w), chunks=(h, w), dtype=dtype))
         encoding["movie"] = {"chunks": (cf, h, w), "compressors": (ZstdCodec(level=MOVIE_ZSTD_LEVEL),)}
@@ -238,55 +299,104 @@ def _skeleton(
     return ds, encoding
 
 
-def _stream_movie(
-    movie: zarr.Array,
-    frames: Iterator[np.ndarray],
-    *,
-    chunk: int,
-    peak_frames: PeakFrameCheck | None,
-    video: Path,
-) -> np.ndarray:
-    """Write the movie's frames into ``movie`` in whole chunks; return its max projection."""
-    t = int(movie.shape[0])
-    max_proj: np.ndarray | None = None
-    pos = 0
+class _MovieFeed:
+    """Decodes the movie on a thread of its own and hands it over a chunk at a time.
 
-    def write(where: slice, block: np.ndarray) -> None:
-        movie[where] = block
+    The decoding thread copies the frames into whole zarr chunks of the stored dtype
+    (:func:`chunk_copies`), updates the max projection and the orientation check's peak
+    frames, and queues the chunks (at most :data:`MOVIE_QUEUE_CHUNKS` waiting). :meth:`write_into` compresses and
+    writes them on the calling thread; :meth:`stop` ends the decoding early (on an error).
+    """
 
-    # Decode the next block while the previous one is compressed and written: at most
-    # two blocks (plus a partial chunk) are in memory.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-write") as writer:
-        pending: Future[None] | None = None
-        for block in aligned_blocks(frames, chunk):
-            n = len(block)
-            if pos + n > t:
-                raise InputFormatError(
-                    f"the video decodes to more than its {t} frames",
-                    path=video,
-                    field="video",
-                    fix="re-export the video; its headers are inconsistent",
-                )
-            if block.dtype != movie.dtype:
-                block = block.astype(movie.dtype)
-            block_max = block.max(axis=0)
-            max_proj = block_max if max_proj is None else np.maximum(max_proj, block_max)
-            if peak_frames is not None:
-                peak_frames.take(block, pos)
-            if pending is not None:
-                pending.result()
-            pending = writer.submit(write, slice(pos, pos + n), block)
-            pos += n
-        if pending is not None:
-            pending.result()
-    if pos != t or max_proj is None:
-        raise InputFormatError(
-            f"the video decodes to {pos} frames, its headers say {t}",
-            path=video,
-            field="video",
-            fix="re-copy the video from the acquisition computer",
-        )
-    return max_proj
+    _DONE: Final = object()
+
+    def __init__(
+        self,
+        frames: Iterator[np.ndarray],
+        *,
+        n_frames: int,
+        chunk: int,
+        dtype: np.dtype,
+        peak_frames: PeakFrameCheck | None,
+        video: Path,
+    ) -> None:
+        self.frames, self.n_frames, self.chunk, self.dtype = frames, n_frames, chunk, dtype
+        self.peak_frames, self.video = peak_frames, video
+        self.max_proj: np.ndarray | None = None
+        self.decoded = 0
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=MOVIE_QUEUE_CHUNKS)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="ingest-decode", daemon=True)
+        self._thread.start()
+
+    def _put(self, item: Any) -> bool:
+        """Queue ``item`` unless stopped; return whether it was queued."""
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        # chunk-sized copies: a decoded block is released as soon as it is copied
+        blocks = aligned_blocks(chunk_copies(self.frames, self.chunk, self.dtype), self.chunk)
+        try:
+            for block in blocks:
+                if self._stop.is_set():
+                    break
+                if self.decoded + len(block) > self.n_frames:
+                    raise InputFormatError(
+                        f"the video decodes to more than its {self.n_frames} frames",
+                        path=self.video,
+                        field="video",
+                        fix="re-export the video; its headers are inconsistent",
+                    )
+                block_max = block.max(axis=0)
+                self.max_proj = block_max if self.max_proj is None else np.maximum(self.max_proj, block_max)
+                if self.peak_frames is not None:
+                    self.peak_frames.take(block, self.decoded)
+                if not self._put((self.decoded, block)):
+                    return
+                self.decoded += len(block)
+            self._put(self._DONE)
+        except BaseException as exc:  # noqa: BLE001 - handed to the writing thread, raised there
+            self._put(exc)
+        finally:  # release the decoder (open files) on this thread, also when stopped early
+            for source in (blocks, self.frames):
+                close = getattr(source, "close", None)
+                if close is not None:
+                    close()
+
+    def write_into(self, movie: zarr.Array) -> np.ndarray:
+        """Write every frame into ``movie`` (whole chunks) as it decodes; return the max projection."""
+        while True:
+            item = self._queue.get()
+            if item is self._DONE:
+                break
+            if isinstance(item, BaseException):
+                raise item
+            pos, piece = item
+            movie[pos : pos + len(piece)] = piece
+        if self.decoded != self.n_frames or self.max_proj is None:
+            raise InputFormatError(
+                f"the video decodes to {self.decoded} frames, its headers say {self.n_frames}",
+                path=self.video,
+                field="video",
+                fix="re-copy the video from the acquisition computer",
+            )
+        return self.max_proj
+
+    def stop(self) -> None:
+        """Stop decoding (if still running) and wait for the thread to end."""
+        self._stop.set()
+        while self._thread.is_alive():
+            try:  # unblock a decoder waiting on a full queue
+                self._queue.get_nowait()
+            except queue.Empty:
+                pass
+            self._thread.join(timeout=0.1)
 
 
 def _orientation_attrs(

@@ -10,7 +10,9 @@ Two small interfaces keep ingest independent of file formats:
   :class:`Hdf5VideoReader` (HDF5 / ``.mat`` datasets ``Y``, ``mov``, ...),
   :class:`Suite2pBinReader` (``data.bin``) and :class:`NwbVideoReader`.
 * :class:`ExtractionReader` — ``read()`` returns an :class:`Extraction` (footprints,
-  traces, unit ids, per-unit columns, labels with their source). :func:`open_extraction`
+  traces, unit ids, per-unit columns, labels with their source). Traces of MATLAB v7.3,
+  HDF5 and zarr files stay in the file as :class:`LazyTraces`, read a block of units at
+  a time (:func:`iter_unit_blocks`), so memory does not grow with the session. :func:`open_extraction`
   picks one of :class:`CnmfeMatReader`, :class:`CaimanHdf5Reader`,
   :class:`MinianZarrReader`, :class:`Suite2pReader` and :class:`NwbExtractionReader`.
 
@@ -62,9 +64,22 @@ from cellsift.pipeline.readers.minian import MinianZarrReader
 from cellsift.pipeline.readers.miniscope import MiniscopeAviReader
 from cellsift.pipeline.readers.miniscope_files import parse_fps
 from cellsift.pipeline.readers.nwb import NwbExtractionReader, NwbVideoReader
-from cellsift.pipeline.readers.orientation import PeakFrameCheck, check_orientation, image_orientation_scores
+from cellsift.pipeline.readers.orientation import (
+    PeakFrameCheck,
+    check_orientation,
+    image_orientation_scores,
+    peak_traces,
+)
 from cellsift.pipeline.readers.suite2p import Suite2pBinReader, Suite2pReader
 from cellsift.pipeline.readers.tiff import TiffStackReader
+from cellsift.pipeline.readers.traces import (
+    LazyTraces,
+    Traces,
+    any_nonzero,
+    decimate_traces,
+    iter_unit_blocks,
+    trace_rows,
+)
 
 __all__ = [
     # interfaces and data
@@ -73,6 +88,13 @@ __all__ = [
     "Extraction",
     "UnitLabels",
     "PIXEL_ORDERS",
+    # traces read in blocks of units
+    "Traces",
+    "LazyTraces",
+    "iter_unit_blocks",
+    "trace_rows",
+    "any_nonzero",
+    "decimate_traces",
     # the registry of formats
     "Format",
     "FORMATS",
@@ -110,6 +132,7 @@ __all__ = [
     "frame_alignment",
     "FrameAlignment",
     "PeakFrameCheck",
+    "peak_traces",
     "image_orientation_scores",
     "check_orientation",
 ]

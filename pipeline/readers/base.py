@@ -27,6 +27,7 @@ from typing import Any, Final, Protocol, runtime_checkable
 import numpy as np
 import scipy.sparse as sp
 
+from cellsift.pipeline.readers.traces import Traces
 from cellsift.schemas import InputFormatError, ParameterError, SessionNotFoundError
 
 logger = logging.getLogger(__name__)
@@ -39,6 +40,8 @@ __all__ = [
     "Extraction",
     "ExtractionReader",
     "FOOTPRINT_BLOCK",
+    "FOOTPRINT_BLOCK_BYTES",
+    "footprint_block_units",
     "as_traces",
     "blocks_from_array",
     "corrupt_file",
@@ -59,6 +62,8 @@ PIXEL_ORDERS: Final = ("F", "C")
 LABEL_VALUES: Final = ("good", "bad")
 #: Units read from a dense footprint array at a time (bounds memory of dense footprints).
 FOOTPRINT_BLOCK: Final = 32
+#: ... and at most about this many bytes of them (a 480 x 752 float64 footprint is 2.9 MB).
+FOOTPRINT_BLOCK_BYTES: Final = 32 << 20
 
 
 # =========================================================================== video
@@ -149,7 +154,10 @@ class Extraction:
         maps to ``(y, x)`` as :attr:`pixel_order` says.
     C, C_raw, S
         Denoised trace, raw trace and deconvolved activity, ``(K, T)`` float32 in the
-        extraction's units (fluorescence; ``S`` in spike-rate units).
+        extraction's units (fluorescence; ``S`` in spike-rate units): NumPy arrays, or
+        :class:`~cellsift.pipeline.readers.traces.LazyTraces` read from the file in
+        blocks of units (MATLAB v7.3, HDF5, zarr); go through
+        :func:`~cellsift.pipeline.readers.traces.iter_unit_blocks` to keep memory flat.
     unit_ids
         ``(K,)`` int64 unit ids, unique.
     d1, d2
@@ -180,9 +188,9 @@ class Extraction:
     """
 
     A: sp.csc_matrix
-    C: np.ndarray
-    C_raw: np.ndarray
-    S: np.ndarray
+    C: Traces
+    C_raw: Traces
+    S: Traces
     unit_ids: np.ndarray
     d1: int | None
     d2: int | None
@@ -337,10 +345,26 @@ def to_csc(matrix: Any, *, path: Path, name: str = "A") -> sp.csc_matrix:
 
 
 def dense_to_csc(stack: np.ndarray) -> sp.csc_matrix:
-    """``(K, h, w)`` footprints -> CSC ``(h*w, K)`` float32 with row-major (``"C"``) pixels."""
+    """``(K, h, w)`` footprints -> CSC ``(h*w, K)`` float32 with row-major (``"C"``) pixels.
+
+    Each unit's pixels are contiguous, so one pass over the block finds the non-zeros
+    unit by unit, in pixel order (no transposed copy).
+    """
     k = stack.shape[0]
-    flat = np.asarray(stack, dtype=np.float32).reshape(k, -1)
-    return sp.csc_matrix(flat.T)
+    flat = np.ascontiguousarray(stack, dtype=np.float32).reshape(k, -1)
+    n_pixels = flat.shape[1]
+    where = np.flatnonzero(flat)
+    units, pixels = np.divmod(where, max(n_pixels, 1))
+    indptr = np.zeros(k + 1, dtype=np.int64)
+    np.cumsum(np.bincount(units, minlength=k), out=indptr[1:])
+    return sp.csc_matrix((flat.ravel()[where], pixels, indptr), shape=(n_pixels, k))
+
+
+def footprint_block_units(height: int, width: int, *, itemsize: int = 8) -> int:
+    """Units of dense footprints to convert at a time: :data:`FOOTPRINT_BLOCK`, fewer for
+    large frames so a block holds at most :data:`FOOTPRINT_BLOCK_BYTES` of values."""
+    per_unit = max(1, height * width * itemsize)
+    return max(1, min(FOOTPRINT_BLOCK, FOOTPRINT_BLOCK_BYTES // per_unit))
 
 
 def as_traces(value: Any, *, name: str, n_units: int, path: Path) -> np.ndarray:

@@ -26,6 +26,7 @@ from cellsift.pipeline.readers.base import (
 )
 from cellsift.pipeline.readers.checks import finish_extraction
 from cellsift.pipeline.readers.matlab import MISSING, is_hdf5
+from cellsift.pipeline.readers.traces import Traces, hdf5_traces, sum_traces, zero_traces
 from cellsift.schemas import InputFormatError
 
 logger = logging.getLogger(__name__)
@@ -238,26 +239,32 @@ class CaimanHdf5Reader:
                 fix="the file is truncated or corrupt; save the results again",
             ) from None
 
-    def _traces(self, est: Any, n_units: int) -> tuple[np.ndarray, np.ndarray, str, np.ndarray]:
+    def _trace(self, est: Any, name: str, n_units: int) -> Traces | None:
+        """``estimates/<name>`` as :class:`LazyTraces` (a plain ``K x T`` dataset, read a
+        block of units at a time) or read whole; ``None`` if absent or saved as ``None``."""
+        if est is not None and name in est:
+            lazy = hdf5_traces(est[name], transposed=False)
+            if lazy is not None:
+                return lazy
+        value = self._value(est, name)
+        if value is MISSING:
+            return None
+        return as_traces(value, name=name, n_units=n_units, path=self.path)
+
+    def _traces(self, est: Any, n_units: int) -> tuple[Traces, Traces, str, Traces]:
         """``(C, C_raw, its source, S)``: ``C_raw = C + YrA`` (``C`` without ``YrA``)."""
         path = self.path
-        c_value = self._value(est, "C")
-        if c_value is MISSING:
+        C = self._trace(est, "C", n_units)
+        if C is None:
             raise InputFormatError(
                 "estimates has no 'C'", path=path, field="estimates/C", fix="save the results after CNMF"
             )
-        C = as_traces(c_value, name="C", n_units=n_units, path=path)
-        s_value = self._value(est, "S")
-        S = (
-            np.zeros_like(C)
-            if s_value is MISSING
-            else as_traces(s_value, name="S", n_units=n_units, path=path)
-        )
-        yra = self._value(est, "YrA")
-        if yra is MISSING:
+        s_value = self._trace(est, "S", n_units)
+        S = zero_traces(C, source=path) if s_value is None else s_value
+        residual = self._trace(est, "YrA", n_units)
+        if residual is None:
             logger.warning("%s: no estimates/YrA; the raw trace is C (denoised)", path)
             return C, C, "C", S
-        residual = as_traces(yra, name="YrA", n_units=n_units, path=path)
         if residual.shape != C.shape:
             raise InputFormatError(
                 f"YrA has shape {residual.shape}, expected {C.shape} like C",
@@ -265,7 +272,7 @@ class CaimanHdf5Reader:
                 field="estimates/YrA",
                 fix="save all estimates of one CNMF run",
             )
-        return C, C + residual, "C + YrA", S
+        return C, sum_traces(C, residual, source=path), "C + YrA", S
 
     def _labels(self, est: Any, unit_ids: np.ndarray) -> tuple[UnitLabels, ...]:
         """Labels from ``idx_components`` (good) / ``idx_components_bad``, if evaluated."""

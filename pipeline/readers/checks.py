@@ -22,6 +22,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from cellsift.pipeline.readers.base import PIXEL_ORDERS, Extraction
+from cellsift.pipeline.readers.traces import iter_unit_blocks
 from cellsift.schemas import InputFormatError
 
 logger = logging.getLogger(__name__)
@@ -130,11 +131,14 @@ def _check_shapes(ext: Extraction, *, path: Path) -> int:
 def _check_values(ext: Extraction, *, path: Path) -> None:
     """NaN/Inf values, empty footprints and all-zero traces (a warning unless all are)."""
     k = ext.n_units
+    silent_parts: list[np.ndarray] = []
     for name in ("C", "C_raw", "S"):
-        values = getattr(ext, name)
-        finite = np.isfinite(values)
-        if not finite.all():
-            bad = int(np.count_nonzero(~finite.all(axis=1)))
+        bad = 0
+        for start, rows in iter_unit_blocks(getattr(ext, name)):  # unit blocks: memory stays flat
+            bad += int(np.count_nonzero(~np.isfinite(rows).all(axis=1)))
+            if name == "C_raw":
+                silent_parts.append(start + np.flatnonzero(~np.any(rows != 0, axis=1)))
+        if bad:
             raise InputFormatError(
                 f"contains NaN or Inf ({bad} of {k} units affected)",
                 path=path,
@@ -165,7 +169,7 @@ def _check_values(ext: Extraction, *, path: Path) -> None:
             field="A",
             fix="delete the empty components before saving (CNMF-E: neuron.delete(ids); CaImAn: remove_components)",
         )
-    silent = np.flatnonzero(~np.any(ext.C_raw != 0, axis=1))
+    silent = np.concatenate(silent_parts) if silent_parts else np.zeros(0, dtype=np.int64)
     if silent.size == k:
         raise InputFormatError(
             "every raw trace is all zero",

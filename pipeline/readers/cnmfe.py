@@ -35,6 +35,7 @@ from cellsift.pipeline.readers.matlab import (
     mat_variables,
     scalar,
 )
+from cellsift.pipeline.readers.traces import LazyTraces, Traces, zero_traces
 from cellsift.schemas import InputFormatError
 
 logger = logging.getLogger(__name__)
@@ -60,6 +61,16 @@ def _ids_from(value: Any, *, path: Path, name: str = "ids") -> np.ndarray | None
             fix="store integer unit ids, or drop them to number units 1..K",
         )
     return ids.astype(np.int64)
+
+
+def _trace_field(struct: Any, name: str) -> Any:
+    """Trace field ``name``: left in a v7.3 file as :class:`LazyTraces` when it is a plain
+    numeric matrix (read a block of units at a time), else the loaded value."""
+    if isinstance(struct, H5Struct):
+        lazy = struct.traces(name)
+        if lazy is not None:
+            return lazy
+    return get_field(struct, name)
 
 
 class CnmfeMatReader:
@@ -158,7 +169,7 @@ class CnmfeMatReader:
     def _from_struct(self, struct: Any, *, origin: str) -> Extraction:
         A, c_in = self._footprints(struct, origin=origin)
         n_units = A.shape[1]
-        C = as_traces(c_in, name="C", n_units=n_units, path=self.path)
+        C = self._as_traces(c_in, name="C", n_units=n_units)
         C_raw, c_raw_source, S = self._raw_and_spikes(struct, C)
         options = get_field(struct, "options")
         dims, extras = self._frame_size(struct, options, n_pixels=A.shape[0])
@@ -190,7 +201,7 @@ class CnmfeMatReader:
         """``A`` as CSC ``(d1*d2, K)`` and the raw ``C`` value, both checked present."""
         path = self.path
         a_raw = get_field(struct, "A")
-        c_in = get_field(struct, "C")
+        c_in = _trace_field(struct, "C")
         for name, value in (("A", a_raw), ("C", c_in)):
             if is_empty(value):
                 raise InputFormatError(
@@ -214,21 +225,27 @@ class CnmfeMatReader:
             )
         return A, c_in
 
-    def _raw_and_spikes(self, struct: Any, C: np.ndarray) -> tuple[np.ndarray, str, np.ndarray]:
+    def _as_traces(self, value: Any, *, name: str, n_units: int) -> Traces:
+        """``value`` as ``(K, T)`` float32: :class:`LazyTraces` stay in the file."""
+        if isinstance(value, LazyTraces):
+            return value
+        return as_traces(value, name=name, n_units=n_units, path=self.path)
+
+    def _raw_and_spikes(self, struct: Any, C: Traces) -> tuple[Traces, str, Traces]:
         """``(C_raw, its source, S)``: a missing ``C_raw`` is ``C``, a missing ``S`` zeros."""
         path, n_units = self.path, C.shape[0]
-        c_raw_value = get_field(struct, "C_raw")
+        c_raw_value = _trace_field(struct, "C_raw")
         if is_empty(c_raw_value):
             logger.info("%s: no C_raw; using C as the raw trace", path)
             C_raw, c_raw_source = C, "C"
         else:
-            C_raw, c_raw_source = as_traces(c_raw_value, name="C_raw", n_units=n_units, path=path), "C_raw"
-        s_value = get_field(struct, "S")
+            C_raw, c_raw_source = self._as_traces(c_raw_value, name="C_raw", n_units=n_units), "C_raw"
+        s_value = _trace_field(struct, "S")
         if is_empty(s_value):
             logger.warning("%s: no S (deconvolved activity); writing zeros", path)
-            S = np.zeros_like(C)
+            S = zero_traces(C, source=path)
         else:
-            S = as_traces(s_value, name="S", n_units=n_units, path=path)
+            S = self._as_traces(s_value, name="S", n_units=n_units)
         return C_raw, c_raw_source, S
 
     def _frame_size(

@@ -27,6 +27,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from cellsift.pipeline.readers.base import one_line
+from cellsift.pipeline.readers.traces import LazyTraces, hdf5_traces
 from cellsift.schemas import InputFormatError
 
 logger = logging.getLogger(__name__)
@@ -153,6 +154,10 @@ def load_v5(path: Path, names: list[str] | None) -> dict[str, Any]:
         raise corrupt_mat(path, exc) from None
 
 
+#: MATLAB classes of a numeric matrix that can be read a block of rows at a time.
+_NUMERIC_CLASSES: Final = frozenset("double single int8 uint8 int16 uint16 int32 uint32 int64 uint64".split())
+
+
 class H5Struct:
     """Lazy view of a MATLAB struct stored in an HDF5 (v7.3) group; fields load on access."""
 
@@ -166,6 +171,16 @@ class H5Struct:
         if name not in self.group:
             return MISSING
         return h5_value(self.group[name])
+
+    def traces(self, name: str) -> LazyTraces | None:
+        """Field ``name`` as :class:`LazyTraces` when it is a plain numeric ``K x T`` matrix
+        (read a block of units at a time); ``None`` otherwise (read it with :meth:`get`)."""
+        if name not in self.group:
+            return None
+        obj = self.group[name]
+        if _attr_text(obj, "MATLAB_class") not in _NUMERIC_CLASSES or "MATLAB_empty" in obj.attrs:
+            return None
+        return hdf5_traces(obj, transposed=True)  # MATLAB's K x T is stored as (T, K)
 
 
 def h5_value(obj: Any) -> Any:

@@ -15,10 +15,10 @@ import numpy as np
 import scipy.sparse as sp
 
 from cellsift.pipeline.readers.base import (
-    FOOTPRINT_BLOCK,
     Extraction,
     UnitLabels,
     dense_to_csc,
+    footprint_block_units,
     one_line,
     require_folder,
 )
@@ -94,7 +94,9 @@ class MinianZarrReader:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                ds = xr.open_zarr(store, consolidated=False)
+                # no dask: blocks are read straight from zarr (dask's per-task overhead
+                # dominated the reading of dense footprints)
+                ds = xr.open_zarr(store, consolidated=False, chunks=None)
         except Exception as exc:  # noqa: BLE001 - zarr raises many types on broken stores
             raise InputFormatError(
                 f"cannot open {name}.zarr ({one_line(exc)})",
@@ -152,12 +154,10 @@ class MinianZarrReader:
         h, w = int(a.sizes["height"]), int(a.sizes["width"])
         blocks = []
         store_a = self.path / "A.zarr"
+        step = footprint_block_units(h, w, itemsize=int(a.dtype.itemsize))
         try:
-            for start in range(0, n_units, FOOTPRINT_BLOCK):
-                block = np.asarray(
-                    a.isel(unit_id=slice(start, start + FOOTPRINT_BLOCK)).values, dtype=np.float32
-                )
-                blocks.append(dense_to_csc(block))
+            for start in range(0, n_units, step):  # dense footprints: a block of units at a time
+                blocks.append(dense_to_csc(np.asarray(a.isel(unit_id=slice(start, start + step)).values)))
             C = np.ascontiguousarray(np.asarray(c.values, dtype=np.float32))
         except Exception as exc:  # noqa: BLE001 - a missing or truncated chunk file
             raise InputFormatError(

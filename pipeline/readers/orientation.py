@@ -16,7 +16,8 @@ from typing import Final
 import numpy as np
 import scipy.sparse as sp
 
-from cellsift.pipeline.readers.base import PIXEL_ORDERS
+from cellsift.pipeline.readers.base import PIXEL_ORDERS, Extraction
+from cellsift.pipeline.readers.traces import Traces, any_nonzero, iter_unit_blocks
 from cellsift.schemas import InputFormatError
 
 logger = logging.getLogger(__name__)
@@ -27,6 +28,7 @@ __all__ = [
     "check_orientation",
     "footprint_image",
     "image_orientation_scores",
+    "peak_traces",
     "pick_check_units",
 ]
 
@@ -56,13 +58,22 @@ def _top_peaks(trace: np.ndarray, k: int, separation: int) -> list[int]:
     return peaks
 
 
-def pick_check_units(traces: np.ndarray, n: int = ORIENTATION_UNITS) -> np.ndarray:
-    """Indices of the ``n`` units with the clearest transients (peak over robust spread)."""
-    x = np.asarray(traces, dtype=np.float64)
+def _strength(rows: np.ndarray) -> np.ndarray:
+    """Peak over robust spread of each row."""
+    x = np.asarray(rows, dtype=np.float64)
     med = np.median(x, axis=1)
     spread = np.median(np.abs(x - med[:, None]), axis=1) + 1e-12
-    strength = (x.max(axis=1) - med) / spread
-    order = np.argsort(-strength, kind="stable")[: min(n, len(x))]
+    return np.asarray((x.max(axis=1) - med) / spread)
+
+
+def pick_check_units(traces: Traces, n: int = ORIENTATION_UNITS) -> np.ndarray:
+    """Indices of the ``n`` units with the clearest transients (peak over robust spread).
+
+    The traces are read a block of units at a time (flat memory for long sessions).
+    """
+    parts = [_strength(rows) for _, rows in iter_unit_blocks(traces)]
+    strength = np.concatenate(parts) if parts else np.zeros(0)
+    order = np.argsort(-strength, kind="stable")[: min(n, len(strength))]
     return order[np.isfinite(strength[order]) & (strength[order] > 0)]
 
 
@@ -73,6 +84,11 @@ def _pearson(a: np.ndarray, b: np.ndarray) -> float:
     b = b - b.mean()
     denom = np.sqrt((a * a).sum() * (b * b).sum())
     return float((a * b).sum() / denom) if denom > 0 else 0.0
+
+
+def peak_traces(ext: Extraction) -> Traces:
+    """The traces whose peaks the orientation check uses: ``C``, or ``C_raw`` when ``C`` is all zero."""
+    return ext.C if any_nonzero(ext.C) else ext.C_raw
 
 
 class PeakFrameCheck:
@@ -108,7 +124,7 @@ class PeakFrameCheck:
         A: sp.csc_matrix,
         height: int,
         width: int,
-        traces: np.ndarray,
+        traces: Traces,
         *,
         n_peaks: int = 3,
         pad: int = 10,

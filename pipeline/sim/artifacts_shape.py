@@ -30,7 +30,7 @@ def no_transients_units(ctx: ExtractionContext, n: int) -> list[Unit]:
 
     The silent cells used are removed from ``ctx.silent``.
     """
-    pop, scene, rng, silent, tv = ctx.pop, ctx.scene, ctx.rng, ctx.silent, ctx.tv
+    pop, scene, rng, silent, tv, sc = ctx.pop, ctx.scene, ctx.rng, ctx.silent, ctx.tv, ctx.scale
     shape = ctx.shape
     h, w = shape
     arts: list[Unit] = []
@@ -59,7 +59,7 @@ def no_transients_units(ctx: ExtractionContext, n: int) -> list[Unit]:
         else:
             y, x = rng.uniform(2, h - 3), rng.uniform(2, w - 3)
             fp = perturb_footprint(
-                render_blob(ctx.soma_blob(y, x, rng.uniform(8, 14)), h, w) * tv, rng, shape
+                render_blob(ctx.soma_blob(y, x, rng.uniform(8 * sc, 14 * sc)), h, w) * tv, rng, shape
             )
             kind, tc, src = "ghost", None, None
         tr = ctx.kernel_like(src)
@@ -121,11 +121,11 @@ def _large_blob(ctx: ExtractionContext, oof_active: list[int]) -> Unit:
 
 def _fragment(ctx: ExtractionContext) -> Unit:
     """A tiny piece of a donor cell (or of nothing, when there is no donor)."""
-    rng, tv, cy, cx, rad = ctx.rng, ctx.tv, ctx.cy, ctx.cx, ctx.rad
+    rng, tv, cy, cx, rad, sc = ctx.rng, ctx.tv, ctx.cy, ctx.cx, ctx.rad, ctx.scale
     h, w = ctx.shape
     j = ctx.pick(ctx.donors) if ctx.donors else None
     if j is None:
-        y, x, r0 = rng.uniform(2, h - 3), rng.uniform(2, w - 3), 4.0
+        y, x, r0 = rng.uniform(2, h - 3), rng.uniform(2, w - 3), 4.0 * sc
     else:
         ang = rng.uniform(0, 2 * math.pi)
         r0 = rad[j] * rng.uniform(0.4, 0.8)
@@ -133,8 +133,8 @@ def _fragment(ctx: ExtractionContext) -> Unit:
     small = Blob(
         y,
         x,
-        rng.uniform(0.8, 1.4),
-        rng.uniform(0.5, 0.9),
+        rng.uniform(0.8 * sc, 1.4 * sc),
+        rng.uniform(0.5 * sc, 0.9 * sc),
         rng.uniform(0, math.pi),
         0.2,
         int(rng.integers(0, 2**31 - 1)),
@@ -157,7 +157,7 @@ def _fragment(ctx: ExtractionContext) -> Unit:
 
 def _ragged(ctx: ExtractionContext) -> Unit:
     """Several lobes around a point between cells, with their weak signals."""
-    rng, tv, cy, cx, rad = ctx.rng, ctx.tv, ctx.cy, ctx.cx, ctx.rad
+    rng, tv, cy, cx, rad, sc = ctx.rng, ctx.tv, ctx.cy, ctx.cx, ctx.rad, ctx.scale
     h, w = ctx.shape
     j = ctx.pick(ctx.donors) if ctx.donors else None
     if j is None:
@@ -168,10 +168,10 @@ def _ragged(ctx: ExtractionContext) -> Unit:
     img = np.zeros(h * w)
     for _k in range(int(rng.integers(3, 6))):
         lobe = Blob(
-            y + rng.normal(0, 3.5),
-            x + rng.normal(0, 3.5),
-            rng.uniform(1.2, 2.8),
-            rng.uniform(0.7, 1.5),
+            y + rng.normal(0, 3.5 * sc),
+            x + rng.normal(0, 3.5 * sc),
+            rng.uniform(1.2 * sc, 2.8 * sc),
+            rng.uniform(0.7 * sc, 1.5 * sc),
             rng.uniform(0, math.pi),
             0.3,
             int(rng.integers(0, 2**31 - 1)),

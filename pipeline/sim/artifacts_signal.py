@@ -34,12 +34,12 @@ def _touching_footprint(ctx: ExtractionContext, j: int) -> np.ndarray | None:
     (0-45 % of the smaller support) and comes no closer than 0.8 of the summed radii
     to any other in-focus cell.
     """
-    rng, pop, tv, cy, cx, rad = ctx.rng, ctx.pop, ctx.tv, ctx.cy, ctx.cx, ctx.rad
+    rng, pop, tv, cy, cx, rad, sc = ctx.rng, ctx.pop, ctx.tv, ctx.cy, ctx.cx, ctx.rad, ctx.scale
     shape = ctx.shape
     h, w = shape
     ej = ctx.eff_img(j)
     for _try in range(30):
-        d_new = rng.uniform(8.0, 14.0)
+        d_new = rng.uniform(8.0 * sc, 14.0 * sc)
         dist = (rad[j] + d_new / 2.0) * rng.uniform(0.68, 0.95)
         ang = rng.uniform(0, 2 * math.pi)
         y, x = cy[j] + dist * math.sin(ang), cx[j] + dist * math.cos(ang)
@@ -69,7 +69,9 @@ def borrowed_units(ctx: ExtractionContext, n: int) -> list[Unit]:
         if fp is None:  # no room: a soma-like blob anywhere, borrowing from the closest cell
             y, x = rng.uniform(2, h - 3), rng.uniform(2, w - 3)
             fp = perturb_footprint(
-                render_blob(ctx.soma_blob(y, x, rng.uniform(8, 14)), h, w) * tv, rng, shape
+                render_blob(ctx.soma_blob(y, x, rng.uniform(8 * ctx.scale, 14 * ctx.scale)), h, w) * tv,
+                rng,
+                shape,
             )
             if ctx.good_cells:
                 j = min(ctx.good_cells, key=lambda k: math.hypot(cy[k] - y, cx[k] - x))
@@ -102,7 +104,7 @@ def _duplicate_footprint(ctx: ExtractionContext, j: int) -> np.ndarray:
     nb = ctx.pop.neurons[j].blob
     ej = ctx.eff_img(j)
     for _try in range(20):
-        sh = rng.uniform(1.0, 3.0)
+        sh = rng.uniform(1.0 * ctx.scale, 3.0 * ctx.scale)
         ang = rng.uniform(0, 2 * math.pi)
         sc_ = rng.uniform(0.8, 1.2)
         b2 = Blob(
@@ -187,10 +189,10 @@ def background_units(ctx: ExtractionContext, n: int) -> list[Unit]:
         y_start, x_start = rng.uniform(0, h - 1), rng.uniform(0, w - 1)
         # climb to a nearby local maximum of the neuropil field (unless one is taken)
         y, x = _climb(npil, y_start, x_start)
-        if any(math.hypot(y - by, x - bx) < 12.0 for by, bx in bg_at):
+        if any(math.hypot(y - by, x - bx) < 12.0 * ctx.scale for by, bx in bg_at):
             y, x = y_start, x_start
         bg_at.append((y, x))
-        sig_px = rng.uniform(4.5, 14.0)
+        sig_px = rng.uniform(4.5 * ctx.scale, 14.0 * ctx.scale)
         blob = Blob(
             y,
             x,

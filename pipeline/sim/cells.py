@@ -90,6 +90,11 @@ class ExtractionContext:
     donors: list[int] = field(default_factory=list)
 
     @property
+    def scale(self) -> float:
+        """Cell size relative to the default population (artifact sizes in px scale with it)."""
+        return self.pop.cell_scale
+
+    @property
     def shape(self) -> tuple[int, int]:
         """Frame size ``(height, width)`` (px)."""
         return self.scene.height, self.scene.width

@@ -124,9 +124,11 @@ def simulate_cohort(
             width=config.width,
             cell_density=config.cell_density,
             background_scale=config.background_scale,
+            cell_diameter_px=config.cell_diameter_px,
         )
         for s, stage in enumerate(config.stages):
-            tasks.append(SessionTask(out_dir, config, animal_name(a), stage, s + 1, pop, sess_ss[s]))
+            source = config.session_extraction(a, s)
+            tasks.append(SessionTask(out_dir, config, animal_name(a), stage, s + 1, pop, sess_ss[s], source))
 
     results: list[dict[str, Any]] = []
     if n_workers == 1 or n_sessions == 1:

@@ -9,6 +9,7 @@ overlap (:func:`overlap_fraction`).
 from __future__ import annotations
 
 from dataclasses import InitVar, dataclass, field
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -60,6 +61,9 @@ class Unit:
         out-of-focus blobs), else None.
     source_cell
         Neuron index the artifact derives its signal or shape from, else None.
+    info
+        More truth about the unit, written to ``truth.json`` (e.g. how a CNMF-style
+        component matches the true neurons); empty for rule-drawn units.
     pixels, values
         Row-major indices and values of the footprint's non-zero pixels.
     n_pixels
@@ -79,6 +83,7 @@ class Unit:
     tau_decay_s: float = 0.7
     true_cell: int | None = None
     source_cell: int | None = None
+    info: dict[str, Any] = field(default_factory=dict)
     pixels: np.ndarray = field(init=False)
     values: np.ndarray = field(init=False)
     n_pixels: int = field(init=False)

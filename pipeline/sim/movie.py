@@ -147,9 +147,10 @@ def build_scene(
         bg.append((amp * np.exp(-0.5 * ((yy - cy - dy) ** 2 + (xx - cx - dx) ** 2) / sig**2)).ravel())
     # neuropil and texture fields live on a padded canvas and move with the tissue
     frng = np.random.default_rng(pop.field_seed)
-    pad = 8
-    npil = np.exp(0.35 * smooth_field(frng, (h + 2 * pad, w + 2 * pad), 6.0))
-    tex = 3.0 * smooth_field(frng, (h + 2 * pad, w + 2 * pad), 1.5)
+    scale = pop.cell_scale  # tissue structures scale with the cells
+    pad = max(8, int(np.ceil(8.0 * scale)))
+    npil = np.exp(0.35 * smooth_field(frng, (h + 2 * pad, w + 2 * pad), 6.0 * scale))
+    tex = 3.0 * smooth_field(frng, (h + 2 * pad, w + 2 * pad), 1.5 * scale)
     npil = ndimage.shift(npil, (dy, dx), order=1, mode="nearest")[pad:-pad, pad:-pad]
     tex = ndimage.shift(tex, (dy, dx), order=1, mode="nearest")[pad:-pad, pad:-pad]
     npil = npil / npil.mean() * pop.neuropil_amp
@@ -356,7 +357,7 @@ class ProjectionStats:
     """Streaming summary images of a movie: mean, max, local correlation and PNR.
 
     The correlation image follows CNMF-E's idea: each frame is spatially high-passed
-    (minus a 9 px box average), then the temporal correlation of each pixel with its 8
+    (minus a ``box_px`` box average), then the temporal correlation of each pixel with its 8
     neighbours is averaged. PNR is (max - mean) / SD of the high-passed movie. Both use
     the movie averaged over pairs of frames.
 
@@ -364,10 +365,13 @@ class ProjectionStats:
     ----------
     height, width
         Frame size (px).
+    box_px
+        Side (px) of the box average subtracted by the high-pass (about a cell diameter).
     """
 
-    def __init__(self, height: int, width: int) -> None:
+    def __init__(self, height: int, width: int, box_px: int = 9) -> None:
         self.h, self.w = height, width
+        self.box_px = int(box_px)
         self.n = 0
         self.n_raw = 0
         self._carry: np.ndarray | None = None
@@ -398,7 +402,7 @@ class ProjectionStats:
         if x.shape[0] == 0:
             return
         x = 0.5 * (x[0::2] + x[1::2])
-        hp = x - ndimage.uniform_filter(x, size=(1, 9, 9), mode="nearest")
+        hp = x - ndimage.uniform_filter(x, size=(1, self.box_px, self.box_px), mode="nearest")
         self.n += hp.shape[0]
         self.s1 += hp.sum(axis=0, dtype=np.float64)
         self.s2 += np.einsum("tij,tij->ij", hp, hp, dtype=np.float64)

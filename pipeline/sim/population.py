@@ -16,6 +16,7 @@ from typing import Any, Final
 
 import numpy as np
 
+from cellsift.pipeline.sim.config import DEFAULT_CELL_DIAMETER_PX
 from cellsift.pipeline.sim.geometry import SIGMA_PER_DIAMETER, Blob, Streak
 
 __all__ = [
@@ -118,6 +119,10 @@ class Population:
         Blood vessels (dark streaks) and their darkening fraction.
     field_seed
         Seed of the neuropil and texture random fields.
+    cell_scale
+        Size of a cell relative to the default population (1: median diameter 11.5 px);
+        tissue structures (neuropil, texture, vessels, background blobs) and the
+        simulated extraction's artifact footprints scale with it.
     """
 
     height: int
@@ -130,6 +135,7 @@ class Population:
     spots: tuple[tuple[Blob, float], ...]
     vessels: tuple[tuple[Streak, float], ...]
     field_seed: int
+    cell_scale: float = 1.0
 
 
 def _place_blobs(
@@ -251,9 +257,17 @@ def _draw_common(
 
 
 def _in_focus_neurons(
-    rng: np.random.Generator, centres: list[tuple[float, float]], diam: np.ndarray, assembly: np.ndarray
+    rng: np.random.Generator,
+    centres: list[tuple[float, float]],
+    diam: np.ndarray,
+    assembly: np.ndarray,
+    scale: float = 1.0,
 ) -> list[Neuron]:
-    """The in-focus neurons (somata of ``diam`` px at ``centres``), some with a dendrite."""
+    """The in-focus neurons (somata of ``diam`` px at ``centres``), some with a dendrite.
+
+    Dendrite lengths and widths are multiplied by ``scale`` (the cell size relative to
+    the default population).
+    """
     neurons: list[Neuron] = []
     for i, (cy, cx) in enumerate(centres):
         blob = _random_blob(rng, cy, cx, diam[i])
@@ -268,8 +282,8 @@ def _in_focus_neurons(
                 y0=cy + r0 * math.sin(ang),
                 x0=cx + r0 * math.cos(ang),
                 angle=ang + float(rng.normal(0, 0.3)),
-                length=float(rng.uniform(12.0, 30.0)),
-                width=float(rng.uniform(0.7, 1.2)),
+                length=float(rng.uniform(12.0 * scale, 30.0 * scale)),
+                width=float(rng.uniform(0.7 * scale, 1.2 * scale)),
                 curvature=float(rng.uniform(-0.25, 0.25)),
                 fade=float(rng.uniform(0.3, 1.2)),
             )
@@ -279,14 +293,14 @@ def _in_focus_neurons(
 
 
 def _out_of_focus_neurons(
-    rng: np.random.Generator, first_index: int, n_oof: int, height: int, width: int
+    rng: np.random.Generator, first_index: int, n_oof: int, height: int, width: int, scale: float = 1.0
 ) -> list[Neuron]:
-    """``n_oof`` large, dim out-of-focus neurons, indexed from ``first_index``."""
+    """``n_oof`` large, dim out-of-focus neurons, indexed from ``first_index`` (sizes times ``scale``)."""
     neurons: list[Neuron] = []
     for j in range(n_oof):
         cy = rng.uniform(0, height - 1)
         cx = rng.uniform(0, width - 1)
-        sig = float(rng.uniform(5.0, 8.5))
+        sig = float(rng.uniform(5.0 * scale, 8.5 * scale))
         blob = Blob(
             cy, cx, sig * 1.1, sig / 1.1, float(rng.uniform(0, math.pi)), 0.1, int(rng.integers(0, 2**31 - 1))
         )
@@ -302,10 +316,11 @@ def _draw_spots(
     diam: np.ndarray,
     height: int,
     width: int,
+    scale: float = 1.0,
 ) -> tuple[tuple[Blob, float], ...]:
-    """Static spots of tissue away from cells (candidates for 'no_transients' ghosts)."""
+    """Static spots of tissue away from cells (candidates for 'no_transients' ghosts), sizes times ``scale``."""
     n_spots = max(2, int(round(0.15 * len(centres))))
-    spot_d = rng.uniform(8.0, 13.0, n_spots)
+    spot_d = rng.uniform(8.0 * scale, 13.0 * scale, n_spots)
     spot_c = _place_blobs(
         rng,
         spot_d / 2.0,
@@ -320,8 +335,10 @@ def _draw_spots(
     )
 
 
-def _draw_vessels(rng: np.random.Generator, height: int, width: int) -> tuple[tuple[Streak, float], ...]:
-    """0-2 blood vessels crossing the field of view, with their darkening fraction."""
+def _draw_vessels(
+    rng: np.random.Generator, height: int, width: int, scale: float = 1.0
+) -> tuple[tuple[Streak, float], ...]:
+    """0-2 blood vessels crossing the field of view, with their darkening fraction (widths times ``scale``)."""
     vessels = []
     for _ in range(int(rng.integers(0, 3))):
         side = rng.random() < 0.5
@@ -335,7 +352,7 @@ def _draw_vessels(rng: np.random.Generator, height: int, width: int) -> tuple[tu
                     x0,
                     ang,
                     float(math.hypot(height, width)),
-                    float(rng.uniform(1.5, 3.0)),
+                    float(rng.uniform(1.5 * scale, 3.0 * scale)),
                     float(rng.uniform(-0.15, 0.15)),
                     0.0,
                 ),
@@ -352,6 +369,7 @@ def make_population(
     width: int,
     cell_density: float,
     background_scale: float = 1.0,
+    cell_diameter_px: float | None = None,
 ) -> Population:
     """Draw one animal's neurons, background and tissue.
 
@@ -362,31 +380,39 @@ def make_population(
     height, width
         Frame size (px).
     cell_density
-        Mean number of in-focus neurons per 10,000 px (varies +-10 % by animal).
+        Mean number of in-focus neurons per 10,000 px at the default cell size (varies
+        +-10 % by animal); scaled by ``(11.5 / cell_diameter_px) ** 2`` when that is set.
     background_scale
         Multiplier of the out-of-focus background and neuropil intensity.
+    cell_diameter_px
+        Median soma diameter (px); diameters are uniform in ``[0.7, 1.3]`` times it.
+        None: uniform in 8-15 px (the original population).
 
     Returns
     -------
     Population
         The animal's field of view.
     """
-    area = height * width
+    scale = 1.0 if cell_diameter_px is None else cell_diameter_px / DEFAULT_CELL_DIAMETER_PX
+    area = height * width / scale**2  # in default-size pixels: a density per cell area
     n_cells = max(1, int(round(cell_density * area / 1e4 * rng.uniform(0.9, 1.1))))
-    diam = rng.uniform(8.0, 15.0, n_cells)
+    if cell_diameter_px is None:
+        diam = rng.uniform(8.0, 15.0, n_cells)
+    else:
+        diam = rng.uniform(0.7 * cell_diameter_px, 1.3 * cell_diameter_px, n_cells)
     centres = _place_blobs(rng, diam / 2.0, height, width)
     n_oof = max(1, int(round(0.2 * n_cells)))
     assembly = _draw_assemblies(rng, centres)
-    neurons = _in_focus_neurons(rng, centres, diam, assembly)
-    neurons += _out_of_focus_neurons(rng, n_cells, n_oof, height, width)
-    spots = _draw_spots(rng, centres, diam, height, width)
-    vessels = _draw_vessels(rng, height, width)
+    neurons = _in_focus_neurons(rng, centres, diam, assembly, scale)
+    neurons += _out_of_focus_neurons(rng, n_cells, n_oof, height, width, scale)
+    spots = _draw_spots(rng, centres, diam, height, width, scale)
+    vessels = _draw_vessels(rng, height, width, scale)
     n_blobs = int(rng.integers(3, 5))
     bg_blobs = tuple(
         (
             float(rng.uniform(-0.2, 1.2) * height),
             float(rng.uniform(-0.2, 1.2) * width),
-            float(rng.uniform(40.0, 80.0)),
+            float(rng.uniform(40.0 * scale, 80.0 * scale)),
             float(rng.uniform(30.0, 60.0) * background_scale),
         )
         for _ in range(n_blobs)
@@ -402,4 +428,5 @@ def make_population(
         spots=spots,
         vessels=vessels,
         field_seed=int(rng.integers(0, 2**31 - 1)),
+        cell_scale=scale,
     )

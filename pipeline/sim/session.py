@@ -23,6 +23,8 @@ import pandas as pd
 
 from cellsift.pipeline.sim.activity import Activity, Protocol, make_protocol, simulate_activity
 from cellsift.pipeline.sim.behaviour import FREEZING_FILE, simulate_freezing, write_freezing_csv
+from cellsift.pipeline.sim.cnmf_extract import extract_cnmf
+from cellsift.pipeline.sim.cnmf_movie import MovieCollector, plan_reduction
 from cellsift.pipeline.sim.config import SimulationConfig, session_name
 from cellsift.pipeline.sim.extract import Extraction, extract_units
 from cellsift.pipeline.sim.footprints import Unit
@@ -73,6 +75,8 @@ class SessionTask:
         The animal's population.
     seed
         The session's seed sequence.
+    extraction
+        Source of the extraction output: ``"rules"`` or ``"cnmf"``.
     """
 
     out_dir: Path
@@ -82,6 +86,7 @@ class SessionTask:
     day: int
     population: Population
     seed: np.random.SeedSequence
+    extraction: str = "rules"
 
 
 def _unit_record(
@@ -113,6 +118,7 @@ def _unit_record(
             in_focus=nr.in_focus,
             n_spikes=int(n_spk[unit.true_cell]),
         )
+    rec.update(unit.info)
     return rec
 
 
@@ -172,10 +178,11 @@ def _write_movie(
     scope: Path,
     r_movie: np.random.Generator,
     r_misc: np.random.Generator,
+    collector: MovieCollector | None = None,
 ) -> dict[str, np.ndarray]:
-    """Render and write the Miniscope folder; return the movie's summary images."""
+    """Render and write the Miniscope folder (feeding ``collector``); return the movie's summary images."""
     cfg = task.config
-    stats = ProjectionStats(cfg.height, cfg.width)
+    stats = ProjectionStats(cfg.height, cfg.width, box_px=int(round(9 * cfg.cell_scale)) | 1)
     block = max(1, min(500, _BLOCK_PIXELS // (cfg.height * cfg.width)))
     with MiniscopeWriter(
         scope,
@@ -188,6 +195,8 @@ def _write_movie(
         for frames in render_movie(task.population, scene, activity, r_movie, block_frames=block):
             writer.write(frames)
             stats.update(frames)
+            if collector is not None:
+                collector.update(frames)
     write_timestamps(scope / "timeStamps.csv", cfg.n_frames, fps=cfg.fps, rng=r_misc)
     write_miniscope_metadata(
         scope / "metaData.json",
@@ -206,14 +215,18 @@ def _write_movie(
 def _write_extraction(
     folder: Path, cfg: SimulationConfig, pop: Population, ext: Extraction, images: dict[str, np.ndarray]
 ) -> None:
-    """Write ``cnmfe_results.mat`` and ``labels.csv``."""
-    gsig = float(np.median([nr.blob.diameter_px for nr in pop.neurons[: pop.n_in_focus]]) / 4.0)
+    """Write ``cnmfe_results.mat`` (traces times ``trace_scale``) and ``labels.csv``."""
+    gsig = _median_diameter(pop) / 4.0
+    scale = cfg.trace_scale
+    traces = {"C": ext.C, "C_raw": ext.C_raw, "S": ext.S}
+    if scale != 1.0:
+        traces = {k: v * scale for k, v in traces.items()}
     write_cnmfe_mat(
         folder / "cnmfe_results.mat",
         A=ext.A,
-        C=ext.C,
-        C_raw=ext.C_raw,
-        S=ext.S,
+        C=traces["C"],
+        C_raw=traces["C_raw"] if cfg.write_c_raw else None,
+        S=traces["S"],
         ids=ext.ids,
         height=cfg.height,
         width=cfg.width,
@@ -227,6 +240,25 @@ def _write_extraction(
         LABELS_HEADER,
         [(int(i), u.label, u.reason) for i, u in zip(ext.ids, ext.units, strict=True)],
     )
+
+
+def _median_diameter(pop: Population) -> float:
+    """Median soma diameter (px) of the in-focus neurons."""
+    return float(np.median([nr.blob.diameter_px for nr in pop.neurons[: pop.n_in_focus]]))
+
+
+def _collector(
+    task: SessionTask, activity: Activity, scope: Path, rng: np.random.Generator
+) -> MovieCollector:
+    """The movie collector of a CNMF-style extraction.
+
+    Registration leaves an error of about 0.08 px plus 5 % of the shift.
+    """
+    cfg = task.config
+    motion = activity.motion_px
+    err = rng.normal(0.0, 0.08, motion.shape) + 0.05 * motion * rng.standard_normal(motion.shape)
+    plan = plan_reduction(cfg.height, cfg.width, cfg.n_frames, _median_diameter(task.population))
+    return MovieCollector(plan, motion + err, scope)
 
 
 def _write_behaviour(
@@ -246,6 +278,16 @@ def _write_behaviour(
     )
     freezing = simulate_freezing(events, n_frames=cfg.n_frames, fps=cfg.fps, stage=stage, rng=r_misc)
     write_freezing_csv(folder / FREEZING_FILE, freezing, cfg.fps)
+
+
+def _config_record(cfg: SimulationConfig) -> dict[str, Any]:
+    """The settings for ``truth.json``; the domain settings only where they are not the default."""
+    rec: dict[str, Any] = {**asdict(cfg), "stages": list(cfg.stages)}
+    defaults = {"cell_diameter_px": None, "trace_scale": 1.0, "write_c_raw": True, "extraction": "rules"}
+    for key, value in defaults.items():
+        if rec[key] == value:
+            del rec[key]  # so that a default cohort's truth is unchanged
+    return rec
 
 
 def _truth(task: SessionTask, activity: Activity, ext: Extraction, fov: tuple[float, ...]) -> dict[str, Any]:
@@ -295,9 +337,10 @@ def _truth(task: SessionTask, activity: Activity, ext: Extraction, fov: tuple[fl
             "max_abs_px": float(np.abs(activity.motion_px).max()),
         },
         "bleach_final": float(activity.bleach[-1]),
+        **({} if task.extraction == "rules" else {"extraction": task.extraction}),
         "units": units,
         "cells": cells,
-        "config": {**asdict(cfg), "stages": list(cfg.stages)},
+        "config": _config_record(cfg),
     }
 
 
@@ -321,8 +364,14 @@ def _simulate_session_inner(task: SessionTask) -> dict[str, Any]:
         pop, protocol, task.stage, n_frames=cfg.n_frames, fps=cfg.fps, motion_px=cfg.motion_px, rng=r_act
     )
     scene = build_scene(pop, fov_offset=(fov[0], fov[1]), noise_scale=cfg.noise_scale)
-    images = _write_movie(task, scene, activity, scope, r_movie, r_misc)
-    ext = extract_units(pop, scene, activity, r_extract, fps=cfg.fps, artifact_fraction=cfg.artifact_fraction)
+    collector = _collector(task, activity, scope, r_extract) if task.extraction == "cnmf" else None
+    images = _write_movie(task, scene, activity, scope, r_movie, r_misc, collector)
+    if collector is not None:
+        ext = extract_cnmf(collector, pop, scene, activity, r_extract, fps=cfg.fps)
+    else:
+        ext = extract_units(
+            pop, scene, activity, r_extract, fps=cfg.fps, artifact_fraction=cfg.artifact_fraction
+        )
     _write_extraction(folder, cfg, pop, ext, images)
     _write_behaviour(folder, cfg, task.stage, protocol, r_misc)
     write_json(folder / TRUTH_FILE, _truth(task, activity, ext, fov))

@@ -278,7 +278,7 @@ def write_cnmfe_mat(
     *,
     A: sp.csc_matrix,
     C: np.ndarray,
-    C_raw: np.ndarray,
+    C_raw: np.ndarray | None,
     S: np.ndarray,
     ids: np.ndarray,
     height: int,
@@ -297,7 +297,8 @@ def write_cnmfe_mat(
     A
         Footprints ``(height * width, K)``, pixels column-major (``x * height + y``).
     C, C_raw, S
-        Traces ``(K, n_frames)``.
+        Traces ``(K, n_frames)``; ``C_raw`` None leaves it out of the file (an export
+        without the raw trace).
     ids
         1-based unit ids ``(K,)`` (stored as a ``1 x K`` double row, as MATLAB does).
     height, width
@@ -318,7 +319,7 @@ def write_cnmfe_mat(
     if A.shape[0] != height * width:
         raise ParameterError(f"A has {A.shape[0]} rows, expected height*width = {height * width}", field="A")
     for name, arr in (("C", C), ("C_raw", C_raw), ("S", S)):
-        if arr.shape[0] != k:
+        if arr is not None and arr.shape[0] != k:
             raise ParameterError(f"{name} has {arr.shape[0]} rows, expected K = {k}", field=name)
     if np.shape(ids) != (k,):
         raise ParameterError(f"ids must have shape ({k},), got {np.shape(ids)}", field="ids")
@@ -327,13 +328,15 @@ def write_cnmfe_mat(
     results: dict[str, Any] = {
         "A": sp.csc_matrix(A, dtype=np.float64),
         "C": np.asarray(C, dtype=np.float64),
-        "C_raw": np.asarray(C_raw, dtype=np.float64),
+        "C_raw": None if C_raw is None else np.asarray(C_raw, dtype=np.float64),
         "S": np.asarray(S, dtype=np.float64),
         "ids": np.asarray(ids, dtype=np.float64).reshape(1, -1),
         "options": options,
         "Fs": float(fps),
         "Cn": np.asarray(Cn, dtype=np.float64),
     }
+    if C_raw is None:
+        del results["C_raw"]
     if PNR is not None:
         results["PNR"] = np.asarray(PNR, dtype=np.float64)
     buf = io.BytesIO()

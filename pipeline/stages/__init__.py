@@ -11,10 +11,13 @@
 """
 
 from cellsift.pipeline.stages.clips import (
+    REFERENCE_CELL_DIAMETER_PX,
     ClipParams,
     crop_footprints,
     crop_neighbour_masks,
     extract_clips,
+    session_cell_diameter_px,
+    session_crop_px,
 )
 from cellsift.pipeline.stages.features import (
     SPATIAL_FEATURE_NAMES,
@@ -48,6 +51,7 @@ from cellsift.pipeline.stages.transients import (
 )
 
 __all__ = [
+    "REFERENCE_CELL_DIAMETER_PX",
     "SHAPE_FEATURE_NAMES",
     "SPATIAL_FEATURE_NAMES",
     "ClipParams",
@@ -74,6 +78,8 @@ __all__ = [
     "robust_noise_sd",
     "run_pipeline",
     "shape_features",
+    "session_cell_diameter_px",
+    "session_crop_px",
     "session_features",
     "spatial_features",
 ]

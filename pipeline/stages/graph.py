@@ -30,7 +30,13 @@ import pyarrow as pa
 from cellsift.catalog import LakeLayout, SessionRecord, publish_dir, remove_tree_quietly, write_parquet_atomic
 from cellsift.pipeline._util import utc_now
 from cellsift.pipeline.executor import PROCESSED, SessionOutcome
-from cellsift.pipeline.stages.clips import crop_footprints, crop_neighbour_masks, extract_clips
+from cellsift.pipeline.stages.clips import (
+    ClipParams,
+    crop_footprints,
+    crop_neighbour_masks,
+    extract_clips,
+    session_crop_px,
+)
 from cellsift.pipeline.stages.features import SpatialParams, spatial_features
 from cellsift.pipeline.stages.footprints import binarize, centroids, footprints_to_sparse, shape_features
 from cellsift.pipeline.stages.overlap import (
@@ -50,7 +56,7 @@ from cellsift.schemas import (
     SessionKey,
 )
 
-__all__ = ["SessionFootprints", "open_session_group", "session_graph", "session_key"]
+__all__ = ["SessionFootprints", "open_session_group", "session_clip_params", "session_graph", "session_key"]
 
 _FOOTPRINT_READ_UNITS = 32
 
@@ -117,6 +123,14 @@ def transients_task(
     return [detect_transients(trace, fps=fps, params=params) for trace in c_raw]
 
 
+def session_clip_params(fp: SessionFootprints, params: PipelineParams) -> ClipParams:
+    """The clip geometry of one session: the crop scaled to its median cell diameter."""
+    from dataclasses import replace
+
+    areas = np.asarray(fp.masks.sum(axis=1)).ravel()
+    return replace(params.clips, crop_px=session_crop_px(areas, params.clips), scale_with_cells=False)
+
+
 def _clip_store_arrays(n_units: int, k: int, n_frames: int, crop: int, chunk_units: int) -> dict:
     return {
         "clips": (
@@ -140,7 +154,7 @@ def create_clip_store(
     movie_dtype = movie.dtype if movie is not None else np.dtype("float32")
     k = params.transients.k_peaks
     n_frames = params.clips.n_before + 1 + params.clips.n_after
-    crop = params.clips.crop_px
+    crop = session_clip_params(fp, params).crop_px
     n_units = len(fp.unit_ids)
     chunk_units = max(1, min(params.units_per_task, max(n_units, 1)))
     group = zarr.open_group(staging, mode="w")
@@ -159,7 +173,7 @@ def create_clip_store(
         "unit_id", shape=(n_units,), chunks=(max(n_units, 1),), dtype="int64", dimension_names=("unit_id",)
     )
     uid[:] = fp.unit_ids
-    group.attrs.update(attrs)
+    group.attrs.update({**attrs, "crop_scale": crop / params.clips.crop_px})
     return staging
 
 
@@ -182,14 +196,15 @@ def clips_task(
         peaks = np.asarray(res.peak_frames[:k], dtype=np.int64)
         peak_frames[row, : len(peaks)] = peaks
     cents = fp.centroids[start:stop]
-    fp_crops = crop_footprints(fp.A[start:stop], fp.dims, cents, crop_px=params.clips.crop_px)
+    clip_params = session_clip_params(fp, params)
+    fp_crops = crop_footprints(fp.A[start:stop], fp.dims, cents, crop_px=clip_params.crop_px)
     nb_masks = crop_neighbour_masks(
-        fp.masks, fp.overlap.pairs, fp.centroids, fp.dims, params.clips.crop_px, units=units
+        fp.masks, fp.overlap.pairs, fp.centroids, fp.dims, clip_params.crop_px, units=units
     )
     out: Any = zarr.open_group(store, mode="r+")
     if "movie" in group:
         requests = [(int(u - start), peak_frames[u - start][peak_frames[u - start] >= 0]) for u in units]
-        clips, valid = extract_clips(group["movie"], requests, cents, params=params.clips, k_peaks=k)
+        clips, valid = extract_clips(group["movie"], requests, cents, params=clip_params, k_peaks=k)
         out["clips"][start:stop] = clips.astype(out["clips"].dtype, copy=False)
         feats = spatial_features(clips, valid, fp_crops, params=SpatialParams(n_before=params.clips.n_before))
     else:

@@ -24,6 +24,7 @@ from cellsift.catalog import (
     Catalog,
     LakeLayout,
     SessionRecord,
+    derived_intact,
     remove_tree_quietly,
     run_lock,
     write_json_atomic,
@@ -94,8 +95,7 @@ def plan_run(
             and row.get("input_hash") == rec.input_hash
             and row.get("params_hash") == params_hash
             and row.get("pipeline_version") == PIPELINE_VERSION
-            and (catalog.layout.root / str(row.get("clips_path", ""))).exists()
-            and catalog.layout.table_file("cells", rec.cohort, rec.animal, rec.session).exists()
+            and derived_intact(catalog.layout, rec.key, clips_path=str(row.get("clips_path") or ""))
         )
         (done if current else todo).append(rec)
     return todo, done

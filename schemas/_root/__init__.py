@@ -22,8 +22,11 @@ if TYPE_CHECKING:
 __all__ = ["__version__", "open_lake"]
 
 
-def open_lake(path: Any) -> Lake:
+def open_lake(path: Any, *, include_stale: bool = False) -> Lake:
     """Open a lake for reading; its tables come back as pandas DataFrames.
+
+    Table parts built from older inputs are hidden, with a warning (``include_stale=True``
+    shows them): see :class:`cellsift.catalog.Lake`.
 
     Examples
     --------
@@ -32,4 +35,4 @@ def open_lake(path: Any) -> Lake:
     """
     from cellsift.catalog import open_lake as _open
 
-    return _open(path)
+    return _open(path, include_stale=include_stale)

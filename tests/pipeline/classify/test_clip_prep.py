@@ -36,3 +36,24 @@ def test_clips_are_resampled_in_time_to_the_model_rate():
     np.testing.assert_allclose(out[11:, 0, 0], clip20[11:, 0, 0], atol=0.02)
     assert out[10, 0, 0] == pytest.approx(1.0) and np.all(out[:9, 0, 0] == 0)
     np.testing.assert_array_equal(resample_time(clip20, n_before=10, time_step=1.0), clip20)
+
+
+def test_a_store_cut_at_twice_the_cell_size_gives_the_same_model_input():
+    from cellsift.pipeline.classify.clip_prep import prepare_clips
+
+    rng = np.random.default_rng(3)
+    n, k, t, s = 3, 2, 21, 32
+    clips = rng.normal(100, 5, size=(n, k, t, s, s)).astype(np.float32)
+    clips[:, :, 10:14, 12:20, 12:20] += 40.0
+    fp = rng.random((n, s, s)).astype(np.float32)
+    nb = rng.random((n, s, s)) > 0.7
+    valid = np.ones((n, k), dtype=bool)
+    ref = prepare_clips(clips, fp, nb, valid, n_before=10, model_crop=24, pool=2)
+
+    def up(a):  # the same field seen with pixels half as wide
+        return np.repeat(np.repeat(a, 2, axis=-1), 2, axis=-2)
+
+    big = prepare_clips(up(clips), up(fp), up(nb), valid, n_before=10, model_crop=24, pool=2, crop_scale=2.0)
+    assert big.dynamic.shape == ref.dynamic.shape
+    np.testing.assert_allclose(big.dynamic.astype(float), ref.dynamic.astype(float), atol=0.05)
+    np.testing.assert_allclose(big.static.astype(float), ref.static.astype(float), atol=0.02)

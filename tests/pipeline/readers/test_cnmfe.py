@@ -75,7 +75,7 @@ def test_cnmfe_defaults(tmp_path: Path, writer, caplog: pytest.LogCaptureFixture
         ext = CnmfeMatReader(path).read()
     np.testing.assert_array_equal(ext.unit_ids, [1, 2, 3])
     np.testing.assert_array_equal(ext.C_raw, ext.C)
-    assert not ext.S.any() and ext.S.shape == ext.C.shape
+    assert not np.any(ext.S) and ext.S.shape == ext.C.shape
     assert ext.fps is None
     assert "no S" in caplog.text
 

@@ -226,3 +226,18 @@ def test_crop_of_empty_footprint_is_zero() -> None:
     A = sp.csr_matrix((1, H * W), dtype=np.float32)
     fp = crop_footprints(A, (H, W), np.array([[10.0, 10.0]]), crop_px=4)
     assert fp.shape == (1, 4, 4) and not fp.any()
+
+
+def test_the_crop_scales_with_the_sessions_cell_size():
+    from cellsift.pipeline.stages import REFERENCE_CELL_DIAMETER_PX, ClipParams, session_crop_px
+
+    def areas(d):
+        return np.full(20, np.pi * (d / 2) ** 2)
+
+    p = ClipParams()
+    assert session_crop_px(areas(REFERENCE_CELL_DIAMETER_PX), p) == p.crop_px
+    assert session_crop_px(areas(2 * REFERENCE_CELL_DIAMETER_PX), p) == 2 * p.crop_px
+    assert session_crop_px(areas(3.0), p) == 16  # bounded below
+    assert session_crop_px(areas(200.0), p) == 128  # and above
+    assert session_crop_px(areas(23.0), ClipParams(scale_with_cells=False)) == p.crop_px
+    assert session_crop_px(np.zeros(0), p) == p.crop_px  # no footprint: the reference size
