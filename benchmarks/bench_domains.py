@@ -205,7 +205,7 @@ def _active_learning(model: Any, lake: Path, cohort: str, *, seeds: int) -> dict
             for idx in sets:
                 rest = np.setdiff1d(np.arange(len(data)), idx)
                 sub = data.take(idx)
-                if len(np.unique(sub.y)) < 2:  # one class only: nothing to fine-tune on
+                if np.bincount(np.asarray(sub.y, dtype=int), minlength=2).min() < 2:  # too few of a class
                     tuned = model
                 else:
                     tuned = fine_tune(model, sub, seed=0)

@@ -21,7 +21,6 @@ Writes ``benchmarks/results/bench_review.json``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -33,8 +32,13 @@ import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import Bar, finish, make_parser  # noqa: E402
 
 
 def big_lake(demo: Path, out: Path, n_cells: int) -> Path:
@@ -146,16 +150,21 @@ def measure(lake: Path, *, cards: int, dwell: float) -> dict[str, object]:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> int:
+    parser = make_parser(__doc__)
     parser.add_argument("--demo", type=Path, default=Path("demo/lake"), help="a demo lake (cellsift demo)")
-    parser.add_argument("--cells", type=int, default=10_000)
-    parser.add_argument("--cards", type=int, default=60)
+    parser.add_argument("--cells", type=int, default=10_000, help="cells of the large lake")
+    parser.add_argument("--cards", type=int, default=60, help="cards shown per lake")
     parser.add_argument("--dwell", type=float, default=0.5, help="seconds a reviewer looks at a card")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.cells, args.cards = min(args.cells, 1000), min(args.cards, 10)
     if not (args.demo / "catalog.sqlite").is_file():
-        sys.exit(f"no demo lake at {args.demo}: run 'cellsift demo' first or pass --demo")
-    results = {"host_cpus": os.cpu_count(), "load_avg_1min": round(os.getloadavg()[0], 2)}
+        print(
+            f"error: no demo lake at {args.demo}: run 'cellsift demo' first or pass --demo", file=sys.stderr
+        )
+        return 2
+    results: dict[str, Any] = {}
     results["demo"] = measure(args.demo, cards=args.cards, dwell=args.dwell)
     print("demo lake:", json.dumps(results["demo"]))
     scratch = Path(tempfile.mkdtemp(prefix="bench-review-"))
@@ -165,11 +174,19 @@ def main() -> None:
         print("large lake:", json.dumps(results["large"]))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    out = Path(__file__).resolve().parent / "results" / "bench_review.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {out}")
+    bars = [
+        Bar(
+            "next card p50 on the demo lake (ms)", float(results["demo"]["next_card_ms_p50"]), 200.0, op="<="
+        ),
+        Bar(
+            f"next card p50 on {args.cells} cells (ms)",
+            float(results["large"]["next_card_ms_p50"]),
+            200.0,
+            op="<=",
+        ),
+    ]
+    return finish("bench_review", args, results, bars)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

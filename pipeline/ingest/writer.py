@@ -15,8 +15,6 @@ its final place in one rename.
 from __future__ import annotations
 
 import json
-import queue
-import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +26,7 @@ import scipy.sparse as sp
 
 from cellsift.catalog import publish_dir, staging_path
 from cellsift.pipeline.ingest.inputs import SessionInputs
+from cellsift.pipeline.ingest.streaming import MovieFeed
 from cellsift.pipeline.readers import (
     Extraction,
     PeakFrameCheck,
@@ -52,12 +51,10 @@ if TYPE_CHECKING:
     import zarr
 
 __all__ = [
-    "MOVIE_QUEUE_CHUNKS",
     "MOVIE_ZSTD_LEVEL",
     "TRACE_CHUNK_FRAMES",
     "UNITS_PER_CHUNK",
     "aligned_blocks",
-    "chunk_copies",
     "footprint_block",
     "labels_table",
     "write_session_store",
@@ -69,8 +66,6 @@ UNITS_PER_CHUNK: Final = 32
 TRACE_CHUNK_FRAMES: Final = 65536
 #: zstd level of the movie: on noisy 8-bit movies as small as level 3 and ~3x faster.
 MOVIE_ZSTD_LEVEL: Final = 1
-#: Chunks of decoded frames waiting to be compressed (bounds memory; two keep both threads busy).
-MOVIE_QUEUE_CHUNKS: Final = 2
 #: Dataset variable names extraction images and per-unit columns must not take.
 _RESERVED: Final = frozenset(
     {"movie", "A", "C", "C_raw", "S", "max_proj", FRAME, UNIT_ID, HEIGHT, WIDTH, "time_s"}
@@ -174,40 +169,17 @@ def aligned_blocks(blocks: Iterator[np.ndarray], chunk: int) -> Iterator[np.ndar
         yield tail
 
 
-def chunk_copies(blocks: Iterator[np.ndarray], chunk: int, dtype: np.dtype) -> Iterator[np.ndarray]:
-    """Copy frame blocks of any size into fresh ``(chunk, h, w)`` arrays of ``dtype``.
-
-    Every array but the last holds exactly ``chunk`` frames (the last may be shorter);
-    each is new, so the caller may keep it while the next one fills. The values are
-    cast as ``astype`` casts them.
-    """
-    buffer: np.ndarray | None = None
-    filled = 0
-    for block in blocks:
-        taken = 0
-        while taken < len(block):
-            if buffer is None:
-                buffer = np.empty((chunk, *block.shape[1:]), dtype=dtype)
-            n = min(chunk - filled, len(block) - taken)
-            buffer[filled : filled + n] = block[taken : taken + n]
-            filled, taken = filled + n, taken + n
-            if filled == chunk:
-                yield buffer
-                buffer, filled = None, 0
-    if buffer is not None and filled:
-        yield buffer[:filled]
-
-
 def _write_store(store: Path, *, inputs: SessionInputs, attrs: dict[str, Any], chunk_frames: int) -> None:
     """Write the session dataset to ``store`` (a fresh path): the movie decodes on its own
     thread while this one writes everything else, then compresses the movie's chunks."""
     import zarr
 
     ext, video = inputs.ext, inputs.video
-    feed: _MovieFeed | None = None
+    feed: MovieFeed | None = None
     if video is not None and inputs.frames is not None:
-        feed = _MovieFeed(
+        feed = MovieFeed(
             inputs.frames,
+            regroup=aligned_blocks,
             n_frames=ext.n_frames,
             chunk=min(chunk_frames, ext.n_frames),
             dtype=_movie_dtype(video.dtype),
@@ -232,7 +204,8 @@ def _write_store(store: Path, *, inputs: SessionInputs, attrs: dict[str, Any], c
             stop = min(start + ku, ext.n_units)
             footprints[start:stop] = footprint_block(ext.A, start, stop, h, w, ext.pixel_order)
         if feed is not None:
-            cast("zarr.Array", group["max_proj"])[...] = feed.write_into(cast("zarr.Array", group["movie"]))
+            movie = cast("zarr.Array", group["movie"])
+            cast("zarr.Array", group["max_proj"])[...] = feed.write_into(movie, store)
     finally:
         if feed is not None:
             feed.stop()
@@ -297,106 +270,6 @@ def _skeleton(
     ds["A"].attrs.update(long_name="spatial footprints")
     ds["time_s"].attrs.update(units="s", long_name="frame time relative to the first frame")
     return ds, encoding
-
-
-class _MovieFeed:
-    """Decodes the movie on a thread of its own and hands it over a chunk at a time.
-
-    The decoding thread copies the frames into whole zarr chunks of the stored dtype
-    (:func:`chunk_copies`), updates the max projection and the orientation check's peak
-    frames, and queues the chunks (at most :data:`MOVIE_QUEUE_CHUNKS` waiting). :meth:`write_into` compresses and
-    writes them on the calling thread; :meth:`stop` ends the decoding early (on an error).
-    """
-
-    _DONE: Final = object()
-
-    def __init__(
-        self,
-        frames: Iterator[np.ndarray],
-        *,
-        n_frames: int,
-        chunk: int,
-        dtype: np.dtype,
-        peak_frames: PeakFrameCheck | None,
-        video: Path,
-    ) -> None:
-        self.frames, self.n_frames, self.chunk, self.dtype = frames, n_frames, chunk, dtype
-        self.peak_frames, self.video = peak_frames, video
-        self.max_proj: np.ndarray | None = None
-        self.decoded = 0
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=MOVIE_QUEUE_CHUNKS)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="ingest-decode", daemon=True)
-        self._thread.start()
-
-    def _put(self, item: Any) -> bool:
-        """Queue ``item`` unless stopped; return whether it was queued."""
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _run(self) -> None:
-        # chunk-sized copies: a decoded block is released as soon as it is copied
-        blocks = aligned_blocks(chunk_copies(self.frames, self.chunk, self.dtype), self.chunk)
-        try:
-            for block in blocks:
-                if self._stop.is_set():
-                    break
-                if self.decoded + len(block) > self.n_frames:
-                    raise InputFormatError(
-                        f"the video decodes to more than its {self.n_frames} frames",
-                        path=self.video,
-                        field="video",
-                        fix="re-export the video; its headers are inconsistent",
-                    )
-                block_max = block.max(axis=0)
-                self.max_proj = block_max if self.max_proj is None else np.maximum(self.max_proj, block_max)
-                if self.peak_frames is not None:
-                    self.peak_frames.take(block, self.decoded)
-                if not self._put((self.decoded, block)):
-                    return
-                self.decoded += len(block)
-            self._put(self._DONE)
-        except BaseException as exc:  # noqa: BLE001 - handed to the writing thread, raised there
-            self._put(exc)
-        finally:  # release the decoder (open files) on this thread, also when stopped early
-            for source in (blocks, self.frames):
-                close = getattr(source, "close", None)
-                if close is not None:
-                    close()
-
-    def write_into(self, movie: zarr.Array) -> np.ndarray:
-        """Write every frame into ``movie`` (whole chunks) as it decodes; return the max projection."""
-        while True:
-            item = self._queue.get()
-            if item is self._DONE:
-                break
-            if isinstance(item, BaseException):
-                raise item
-            pos, piece = item
-            movie[pos : pos + len(piece)] = piece
-        if self.decoded != self.n_frames or self.max_proj is None:
-            raise InputFormatError(
-                f"the video decodes to {self.decoded} frames, its headers say {self.n_frames}",
-                path=self.video,
-                field="video",
-                fix="re-copy the video from the acquisition computer",
-            )
-        return self.max_proj
-
-    def stop(self) -> None:
-        """Stop decoding (if still running) and wait for the thread to end."""
-        self._stop.set()
-        while self._thread.is_alive():
-            try:  # unblock a decoder waiting on a full queue
-                self._queue.get_nowait()
-            except queue.Empty:
-                pass
-            self._thread.join(timeout=0.1)
 
 
 def _orientation_attrs(

@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cellsift.cli import app
+from cellsift.pipeline.classify import DEFAULT_RECIPE
 from tests.commands import BIN, dask_command_args, run_args
 
 runner = CliRunner()
@@ -61,10 +62,10 @@ def test_run_then_query_to_csv_and_parquet(tiny_lake, tmp_path):
     assert "Dask dashboard: http://" in result.output
     assert "4 processed" in result.output
     # every cell classified by the shipped model; flagged cells keep their flag
-    assert "classification (cellsift-default-v1):" in result.output
+    assert f"classification ({DEFAULT_RECIPE.model_id}):" in result.output
     cells = pd.read_parquet(tiny_lake / "tables" / "cells", partitioning=None)
     assert cells["p_good"].between(0, 1).all() and set(cells["label"]) <= {"good", "bad"}
-    assert (cells["model_id"] == "cellsift-default-v1").all()
+    assert (cells["model_id"] == DEFAULT_RECIPE.model_id).all()
     assert cells.loc[cells["label"] == "good", "reason"].isna().all()
     assert cells["overlap_flag"].any()
     # a second run finds everything up to date, also the classification

@@ -19,12 +19,8 @@ def test_feature_model_learns_separable_problem(train_test):
     bad = test.y == 0
     named = np.array([r is not None for r in reasons[bad]])
     assert named.mean() > 0.8 and set(reasons[bad][named]) <= set(REASONS)
-    assert model.feature_importance().index[0] in (
-        "spatial_corr",
-        "peak_to_noise",
-        "compactness",
-        "n_transients",
-    )
+    top = model.feature_importance().index[0]  # one of the inputs the synthetic classes differ in
+    assert top in ("spatial_corr", "peak_to_noise", "pnr_rel", "compactness") or top.startswith("clip_mf")
 
 
 def test_tree_export_matches_sklearn_with_missing_values():

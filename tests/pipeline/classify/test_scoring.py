@@ -7,6 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from cellsift.pipeline.classify import DEFAULT_RECIPE
 from cellsift.pipeline.classify.scoring import OUTPUT_COLUMNS, classify_session
 from cellsift.pipeline.classify.store import load_model
 from cellsift.schemas.errors import ModelMismatchError
@@ -33,7 +34,7 @@ def test_classify_session_outputs_every_cell(processed_lake, lake_model):
 def test_default_model_scores_a_session(processed_lake):
     cells, clips, fps = one_session(processed_lake)
     out = classify_session(cells, clips, "default", fps=fps)
-    assert len(out) == len(cells) and out["model_id"].iloc[0] == "cellsift-default-v1"
+    assert len(out) == len(cells) and out["model_id"].iloc[0] == DEFAULT_RECIPE.model_id
     assert out["p_good"].between(0, 1).all()
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cellsift.pipeline.classify import DEFAULT_RECIPE
 from cellsift.pipeline.classify.card import FEATURE_VERSION, ModelCard
 from cellsift.pipeline.classify.feature_model import FeatureClassifier, FeatureModelConfig
 from cellsift.pipeline.classify.store import (
@@ -80,13 +81,13 @@ def test_shipped_default_model_loads_and_its_card_is_consistent():
     assert resolve_model("default") == DEFAULT_MODEL_DIR
     card = ModelCard.read(DEFAULT_MODEL_DIR)
     card.verify_files(DEFAULT_MODEL_DIR)
-    assert card.kind == "ensemble" and card.model_id == "cellsift-default-v1"
+    assert card.kind == "ensemble" and card.model_id == DEFAULT_RECIPE.model_id
     assert card.feature_version == FEATURE_VERSION
     assert card.pipeline_version == PIPELINE_VERSION
     assert card.clip_frames == ClipParams().n_frames and card.clip_n_before == ClipParams().n_before
-    assert card.clip_crop_px == ClipParams().crop_px and card.fps == pytest.approx(20.0)
+    assert (card.clip_model_crop, card.clip_pool) == (24, 2) and card.fps == pytest.approx(20.0)  # crops scale
     assert card.training["n_cells"] > 500 and card.training["n_animals"] >= 6
-    assert all(c.startswith("sim-") for c in card.training["cohorts"])
+    assert sorted(card.training["cohorts"]) == sorted(c.cohort for c in DEFAULT_RECIPE.cohorts)
     assert card.training["recipe"]["cohorts"]  # reproducible from the recorded recipe
     assert card.metrics["out_of_fold"]["p_good"]["roc_auc"] > 0.9
     assert card.ood["threshold"] > 0

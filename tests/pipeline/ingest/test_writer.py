@@ -18,9 +18,9 @@ import xarray as xr
 from cellsift.pipeline.ingest import ingest_cohort
 from cellsift.pipeline.ingest.inputs import read_session_inputs
 from cellsift.pipeline.ingest.manifest import read_manifest
+from cellsift.pipeline.ingest.streaming import ChunkFiles, chunk_copies
 from cellsift.pipeline.ingest.writer import (
     aligned_blocks,
-    chunk_copies,
     footprint_block,
     labels_table,
     write_session_store,
@@ -119,3 +119,23 @@ def test_a_decoding_error_reaches_the_caller_and_nothing_is_left(tmp_path: Path)
         )
     assert not final.exists() and not any(staging.iterdir())
     assert "ingest-decode" not in {t.name for t in threading.enumerate()} - before
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "uint16", "float32"])
+def test_chunk_files_read_back_through_zarr(tmp_path: Path, dtype: str) -> None:
+    import zarr
+    from zarr.codecs import ZstdCodec
+
+    group = zarr.open_group(tmp_path / "s.zarr", mode="w", zarr_format=3)
+    movie = group.create_array(
+        "movie", shape=(25, 6, 7), chunks=(10, 6, 7), dtype=dtype, compressors=[ZstdCodec(level=1)]
+    )
+    frames = (np.arange(25 * 6 * 7) % 251).reshape(25, 6, 7).astype(dtype)
+    direct = ChunkFiles.of(movie, tmp_path / "s.zarr")
+    assert direct is not None
+    direct.write(0, frames[:10])
+    direct.write(1, frames[10:20])
+    movie[20:25] = frames[20:]  # the last, partial chunk goes through zarr
+    np.testing.assert_array_equal(zarr.open_group(tmp_path / "s.zarr", mode="r")["movie"][...], frames)
+    tiled = group.create_array("tiled", shape=(25, 6, 7), chunks=(10, 3, 7), dtype=dtype)
+    assert ChunkFiles.of(tiled, tmp_path / "s.zarr") is None  # chunks not spanning the frame: zarr writes
