@@ -85,7 +85,9 @@ def test_shipped_default_model_loads_and_its_card_is_consistent():
     assert card.feature_version == FEATURE_VERSION
     assert card.pipeline_version == PIPELINE_VERSION
     assert card.clip_frames == ClipParams().n_frames and card.clip_n_before == ClipParams().n_before
-    assert (card.clip_model_crop, card.clip_pool) == (24, 2) and card.fps == pytest.approx(20.0)  # crops scale
+    assert (card.clip_model_crop, card.clip_pool) == (24, 2) and card.fps == pytest.approx(
+        20.0
+    )  # crops scale
     assert card.training["n_cells"] > 500 and card.training["n_animals"] >= 6
     assert sorted(card.training["cohorts"]) == sorted(c.cohort for c in DEFAULT_RECIPE.cohorts)
     assert card.training["recipe"]["cohorts"]  # reproducible from the recorded recipe
