@@ -124,9 +124,9 @@ def _lake(work: Path, name: str, cohorts: list[Any], *, reuse: bool) -> Path:
     return folder / "lake"
 
 
-def _score(model: Any, lake: Path, cohort: str) -> dict[str, Any]:
-    """Zero-shot metrics of ``model`` on one cohort of ``lake`` (balanced accuracy, ROC-AUC, OOD)."""
-    from cellsift.pipeline.classify import evaluate, load_cell_data
+def _cohort_data(model: Any, lake: Path, cohort: str) -> Any:
+    """One cohort's labelled cells, prepared as ``model``'s card says (clips, crop, frame rate)."""
+    from cellsift.pipeline.classify import load_cell_data
 
     card = model.require_card()
     data = load_cell_data(
@@ -137,6 +137,14 @@ def _score(model: Any, lake: Path, cohort: str) -> dict[str, Any]:
         pool=card.clip_pool or 2,
         target_fps=card.fps if model.uses_clips and card.fps else None,
     )
+    return data
+
+
+def _score(model: Any, lake: Path, cohort: str) -> dict[str, Any]:
+    """Zero-shot metrics of ``model`` on one cohort of ``lake`` (balanced accuracy, ROC-AUC, OOD)."""
+    from cellsift.pipeline.classify import evaluate
+
+    data = _cohort_data(model, lake, cohort)
     pred, m = evaluate(model, data)
     p = m["p_good"]
     return {
@@ -179,18 +187,10 @@ def _active_learning(model: Any, lake: Path, cohort: str, *, seeds: int) -> dict
     """Balanced accuracy on the unlabelled rest after fine-tuning on suggested vs random labels."""
     import numpy as np
 
-    from cellsift.pipeline.classify import evaluate, fine_tune, load_cell_data
+    from cellsift.pipeline.classify import evaluate, fine_tune
     from cellsift.pipeline.review import SuggestParams, rank_cells
 
-    card = model.require_card()
-    data = load_cell_data(
-        lake,
-        cohorts=[cohort],
-        clips=model.uses_clips,
-        model_crop=card.clip_model_crop or 24,
-        pool=card.clip_pool or 2,
-        target_fps=card.fps if model.uses_clips and card.fps else None,
-    )
+    data = _cohort_data(model, lake, cohort)
     table = data.table.assign(p_good=model.predict_proba(data), ood_flag=model.ood_scores(data)[1])
     n_max = max(2, int(round(max(FRACTIONS) * len(data))))
     order, _ = rank_cells(table, np.zeros(len(table), dtype=bool), SuggestParams(greedy_limit=n_max))

@@ -11,11 +11,13 @@
 """
 
 from cellsift.pipeline.stages.clips import (
-    REFERENCE_CELL_DIAMETER_PX,
     ClipParams,
     crop_footprints,
     crop_neighbour_masks,
     extract_clips,
+)
+from cellsift.pipeline.stages.crops import (
+    REFERENCE_CELL_DIAMETER_PX,
     session_cell_diameter_px,
     session_crop_px,
 )

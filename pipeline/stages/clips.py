@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -28,10 +28,7 @@ from cellsift.schemas import InputFormatError, ParameterError, SchemaError
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "REFERENCE_CELL_DIAMETER_PX",
     "ClipParams",
-    "session_cell_diameter_px",
-    "session_crop_px",
     "clip_windows",
     "clip_frame_indices",
     "crop_indices",
@@ -83,40 +80,6 @@ class ClipParams:
     def n_frames(self) -> int:
         """Frames per clip, ``n_before + 1 + n_after``."""
         return self.n_before + 1 + self.n_after
-
-
-#: Median cell diameter (px) at which ``ClipParams.crop_px`` applies unscaled (the
-#: simulator's median soma diameter at its default settings).
-REFERENCE_CELL_DIAMETER_PX: Final = 11.5
-
-#: Bounds (px) of a session's scaled crop.
-_CROP_BOUNDS: Final = (16, 128)
-
-
-def session_cell_diameter_px(mask_areas_px: np.ndarray) -> float:
-    """Median cell diameter (px) of a session: of a disc of its median mask area.
-
-    Returns ``REFERENCE_CELL_DIAMETER_PX`` for a session without a non-empty mask.
-    """
-    a = np.asarray(mask_areas_px, dtype=np.float64)
-    a = a[np.isfinite(a) & (a > 0)]
-    if a.size == 0:
-        return REFERENCE_CELL_DIAMETER_PX
-    return float(2.0 * np.sqrt(np.median(a) / np.pi))
-
-
-def session_crop_px(mask_areas_px: np.ndarray, params: ClipParams) -> int:
-    """Crop side (px, even) of a session's clips.
-
-    ``params.crop_px`` scaled by the session's median cell diameter over
-    ``REFERENCE_CELL_DIAMETER_PX`` (with ``params.scale_with_cells``), rounded to an even
-    number and kept within 16..128 px; ``params.crop_px`` as it is otherwise.
-    """
-    if not params.scale_with_cells:
-        return int(params.crop_px)
-    scale = session_cell_diameter_px(mask_areas_px) / REFERENCE_CELL_DIAMETER_PX
-    side = 2 * int(round(params.crop_px * scale / 2.0))
-    return int(min(max(side, _CROP_BOUNDS[0]), _CROP_BOUNDS[1]))
 
 
 def _check_peaks(peak_frames: Any, n_frames: int) -> np.ndarray:

@@ -35,8 +35,8 @@ from cellsift.pipeline.stages.clips import (
     crop_footprints,
     crop_neighbour_masks,
     extract_clips,
-    session_crop_px,
 )
+from cellsift.pipeline.stages.crops import session_crop_px
 from cellsift.pipeline.stages.features import SpatialParams, spatial_features
 from cellsift.pipeline.stages.footprints import binarize, centroids, footprints_to_sparse, shape_features
 from cellsift.pipeline.stages.overlap import (
