@@ -32,6 +32,8 @@ __all__ = ["LOOPBACK_HOSTS", "build_app", "is_loopback", "serve"]
 LOOPBACK_HOSTS: Final = ("127.0.0.1", "localhost", "::1", "[::1]")
 _STATIC: Final = {"app.js": "text/javascript", "style.css": "text/css", "index.html": "text/html"}
 _COOKIE: Final = "cellsift_token"
+#: Most cells a card request may name as coming next (their sessions are read ahead).
+_MAX_AHEAD: Final = 32
 
 
 def is_loopback(host: str) -> bool:
@@ -125,7 +127,9 @@ def build_app(service: Any, *, token: str | None = None, loopback: bool = True) 
         return JSONResponse(await call(service.queue))
 
     async def card(request: Request) -> Response:
-        return JSONResponse(await call(service.card, request.query_params.get("cid", "")))
+        named = request.query_params.getlist("ahead")  # none: the queue's order
+        ahead = [str(c)[:200] for c in named[:_MAX_AHEAD]] if named else None
+        return JSONResponse(await call(service.card, request.query_params.get("cid", ""), ahead))
 
     async def field(request: Request) -> Response:
         return JSONResponse(await call(service.field, request.query_params.get("sid", "")))

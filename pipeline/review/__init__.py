@@ -9,7 +9,7 @@ The layer above classification and analysis and below the command line:
   ``source = "review"``, one atomic file per session, locked across processes);
 * ``agreement`` (reviewers with each other and with the model; progress per session);
 * ``card`` (:class:`CardReader`: footprint crops, images, clips, trace, transients,
-  events, with a per-session cache);
+  events, with a per-session cache that reads the queue's next sessions ahead);
 * ``retrain`` (:class:`RetrainJob`: fine-tune on review labels in the background,
   register, re-score);
 * ``service`` (:class:`ReviewService`: what the web app in :mod:`cellsift.cli.web` calls).

@@ -2,9 +2,12 @@
 
 Per session the server keeps (:class:`CardReader`, an LRU cache bounded in bytes) the
 small arrays every card of that session needs: the max projection and correlation image,
-the clip store's footprint crops (for this cell, its neighbours and overlap partner), peak frames, the clip array and the
-session's CS+/CS-/shock events. A card then reads only one unit's rows of ``C_raw`` (one
-zarr chunk) and slices the rest from memory, so it is cheap enough to prefetch.
+the clip store's footprint crops and their binary masks (for this cell, its neighbours and
+overlap partner), peak frames, the clip array and the session's CS+/CS-/shock events. They
+are read in one batch of concurrent zarr reads. A card then reads only one unit's row of
+``C_raw`` and slices the rest from memory, so it is cheap enough to prefetch; and
+:meth:`CardReader.warm` loads the sessions of the cells coming next in the queue on a
+background thread while the reviewer looks at the current card.
 
 Images travel as base64 ``uint8`` arrays (scaled between the 1st and 99.8th percentile)
 and are drawn by the page in ``<canvas>`` elements; traces longer than
@@ -13,10 +16,12 @@ and are drawn by the page in ``<canvas>`` elements; traces longer than
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
@@ -24,7 +29,7 @@ from typing import Any, Final
 import numpy as np
 import pandas as pd
 
-from cellsift.schemas import CellsiftError
+from cellsift.schemas import CellsiftError, SchemaError
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +82,8 @@ def _crop_grid(cy: float, cx: float, h: int, w: int, crop: int) -> tuple[np.ndar
 
 @dataclass
 class _Session:
-    dataset: Any
+    c_raw: Any  # the zarr (async) array of C_raw: one unit's row is read per card
+    paths: tuple[str, str]
     fps: float
     n_frames: int
     height: int
@@ -90,12 +96,56 @@ class _Session:
     valid: np.ndarray | None = None
     peak_frame: np.ndarray | None = None
     footprint: np.ndarray | None = None
+    masks: np.ndarray | None = None
     events: list[dict[str, Any]] = field(default_factory=list)
+    images: dict[str, str] = field(default_factory=dict)
 
     @property
     def nbytes(self) -> int:
-        arrays = [self.max_proj, self.corr, self.clips, self.footprint]
+        arrays = [self.max_proj, self.corr, self.clips, self.footprint, self.masks]
         return sum(int(a.nbytes) for a in arrays if a is not None) + 4096
+
+
+def _run(coro: Any) -> Any:
+    """Run a zarr coroutine on zarr's own event loop (as zarr's synchronous API does)."""
+    from zarr.core.sync import sync
+
+    return sync(coro)
+
+
+async def _open(store: Path, name: str, *, read: bool = True) -> Any:
+    """Array ``name`` of a zarr store: its values (``read``) or its handle; None if it has none.
+
+    Arrays are opened directly (their own small metadata), not through the group, whose
+    consolidated metadata with every attribute costs more to parse than the reads.
+    """
+    from zarr.api.asynchronous import open_array
+
+    try:
+        array = await open_array(store=str(store / name), mode="r", zarr_format=3)
+    except FileNotFoundError:  # zarr's NodeNotFoundError is one
+        return None
+    return np.asarray(await array.getitem(...)) if read else array
+
+
+async def _read_stores(dataset: Path, clips: Path | None) -> dict[str, Any]:
+    """The arrays a session's cards need, read concurrently (``clip_*``: from the clip store)."""
+    jobs = {n: _open(dataset, n) for n in ("max_proj", "Cn", "unit_id")}
+    jobs["C_raw"] = _open(dataset, "C_raw", read=False)
+    if clips is not None:
+        jobs.update(
+            {f"clip_{n}": _open(clips, n) for n in ("unit_id", "clips", "valid", "peak_frame", "footprint")}
+        )
+    out = dict(zip(jobs, await asyncio.gather(*jobs.values()), strict=True))
+    if out["max_proj"] is None:
+        out["A"] = await _open(dataset, "A", read=False)
+    return out
+
+
+def _binary(footprints: np.ndarray) -> np.ndarray:
+    """Binary masks of footprint crops: pixels >= 0.2 x each crop's maximum (> 0 if that is <= 0)."""
+    peak = footprints.max(axis=(-2, -1), keepdims=True)
+    return np.where(peak > 0, footprints >= 0.2 * peak, footprints > 0)
 
 
 class CardReader:
@@ -119,7 +169,53 @@ class CardReader:
         self._cache: OrderedDict[tuple[str, str, str], _Session] = OrderedDict()
         self._lock = threading.Lock()
         self._loading: dict[tuple[str, str, str], threading.Lock] = {}
+        self._ahead: deque[tuple[str, str, str]] = deque()
+        self._warmer: threading.Thread | None = None
+        self._events_files: dict[tuple[str, str, str], str] | None = None
         self.cache_bytes = int(cache_bytes)
+
+    def _paths(self, key: tuple[str, str, str]) -> tuple[str, str]:
+        row = self._rows[key]
+        clips = getattr(row, "clips_path", None)
+        return str(row.dataset_path), clips if isinstance(clips, str) else ""
+
+    def adopt(self, other: CardReader) -> None:
+        """Keep ``other``'s cached sessions whose stores this reader's ``sessions`` table still names."""
+        with other._lock:
+            cached = list(other._cache.items())
+        with self._lock:
+            for key, s in cached:
+                if key in self._rows and self._paths(key) == s.paths:
+                    self._cache[key] = s
+
+    def cached(self, key: tuple[str, str, str]) -> bool:
+        """Whether the arrays of session ``key`` are in memory."""
+        with self._lock:
+            return key in self._cache
+
+    def warm(self, keys: Iterable[tuple[str, str, str]]) -> None:
+        """Load these sessions on a background thread, in order (replaces any earlier request)."""
+        with self._lock:
+            todo = [k for k in dict.fromkeys(keys) if k in self._rows and k not in self._cache]
+            self._ahead.clear()
+            self._ahead.extend(todo)
+            if todo and self._warmer is None:
+                self._warmer = threading.Thread(
+                    target=self._warm_loop, name="cellsift-card-warm", daemon=True
+                )
+                self._warmer.start()
+
+    def _warm_loop(self) -> None:
+        while True:
+            with self._lock:
+                if not self._ahead:
+                    self._warmer = None
+                    return
+                key = self._ahead.popleft()
+            try:
+                self.session(key)
+            except Exception as exc:  # a read-ahead only: the card request itself reports the error
+                logger.debug("card read-ahead of %s failed: %s", ":".join(key), exc)
 
     def session(self, key: tuple[str, str, str]) -> _Session:
         """The cached arrays of one session (loaded on first use; one loader per session)."""
@@ -137,41 +233,48 @@ class CardReader:
             loaded = self._load(key)
             with self._lock:
                 self._cache[key] = loaded
-                while len(self._cache) > 1 and sum(x.nbytes for x in self._cache.values()) > self.cache_bytes:
-                    self._cache.popitem(last=False)
+                total = sum(x.nbytes for x in self._cache.values())
+                while len(self._cache) > 1 and total > self.cache_bytes:
+                    total -= self._cache.popitem(last=False)[1].nbytes
             return loaded
 
     def _load(self, key: tuple[str, str, str]) -> _Session:
-        import zarr
-
-        row = self._rows.get(key)
-        if row is None:
+        if key not in self._rows:
             raise KeyError(key)
-        ds: Any = zarr.open_group(str(self.root / str(row.dataset_path)), mode="r")
-        names = set(ds.array_keys())
-        h, w = (int(v) for v in ds["max_proj"].shape) if "max_proj" in names else ds["A"].shape[1:]
-        units = np.asarray(ds["unit_id"][:], dtype=np.int64)
-        corr = np.asarray(ds["Cn"][:], dtype=np.float32) if "Cn" in names else None
-        max_proj = (
-            np.asarray(ds["max_proj"][:], dtype=np.float32) if "max_proj" in names else np.zeros((h, w))
-        )
+        dataset_path, clips_path = self._paths(key)
+        clips = self.root / clips_path if clips_path and (self.root / clips_path).exists() else None
+        ds = _run(_read_stores(self.root / dataset_path, clips))
+        if ds["unit_id"] is None or ds["C_raw"] is None:
+            raise SchemaError(
+                "the session store has no unit_id or C_raw array",
+                path=self.root / dataset_path,
+                fix="re-ingest the session (cellsift ingest)",
+            )
+        c_raw = ds["C_raw"]
+        h, w = ds["max_proj"].shape if ds["max_proj"] is not None else ds["A"].shape[1:]
         s = _Session(
-            dataset=ds,
-            fps=float(row.fps),
-            n_frames=int(ds["C_raw"].shape[1]),
+            c_raw=c_raw,
+            paths=(dataset_path, clips_path),
+            fps=float(self._rows[key].fps),
+            n_frames=int(c_raw.shape[1]),
             height=int(h),
             width=int(w),
-            unit_row={int(u): i for i, u in enumerate(units)},
-            max_proj=max_proj,
-            corr=corr,
+            unit_row={int(u): i for i, u in enumerate(ds["unit_id"])},
+            max_proj=(
+                ds["max_proj"].astype(np.float32)
+                if ds["max_proj"] is not None
+                else np.zeros((h, w), np.float32)
+            ),
+            corr=ds["Cn"].astype(np.float32) if ds["Cn"] is not None else None,
         )
-        clips_path = getattr(row, "clips_path", None)
-        if isinstance(clips_path, str) and (self.root / clips_path).exists():
-            cs: Any = zarr.open_group(str(self.root / clips_path), mode="r")
-            s.clip_row = {int(u): i for i, u in enumerate(np.asarray(cs["unit_id"][:]))}
-            s.clips, s.valid = np.asarray(cs["clips"][:]), np.asarray(cs["valid"][:], dtype=bool)
-            s.peak_frame = np.asarray(cs["peak_frame"][:], dtype=np.int64)
-            s.footprint = np.asarray(cs["footprint"][:], dtype=np.float32)
+        if clips is not None and all(ds[f"clip_{n}"] is not None for n in ("unit_id", "clips", "footprint")):
+            s.clip_row = {int(u): i for i, u in enumerate(ds["clip_unit_id"])}
+            s.clips = ds["clip_clips"]
+            valid, peaks = ds["clip_valid"], ds["clip_peak_frame"]
+            s.valid = valid.astype(bool) if valid is not None else None
+            s.peak_frame = peaks.astype(np.int64) if peaks is not None else None
+            s.footprint = ds["clip_footprint"].astype(np.float32)
+            s.masks = _binary(s.footprint)
         s.events = self._events(key)
         return s
 
@@ -186,8 +289,9 @@ class CardReader:
             if aligned:
                 frame = pd.read_parquet(path, columns=["event", "onset_s", "offset_s"])
             else:  # before 'cellsift analyze': the logged times, not yet mapped to the imaging clock
-                rec = Catalog(self.root).get(*key)
-                source = getattr(rec, "events", None) if rec is not None else None
+                if self._events_files is None:  # the catalog read once, not per session
+                    self._events_files = {r.key: r.events for r in Catalog(self.root).records()}
+                source = self._events_files.get(key)
                 if not source or not Path(source).is_file():
                     return []
                 frame = read_events(source)
@@ -200,20 +304,35 @@ class CardReader:
             for e, a, b in frame[["event", "onset_s", "offset_s"]].itertuples(index=False)
         ]
 
-    def field(self, key: tuple[str, str, str], cells: pd.DataFrame) -> dict[str, Any]:
-        """The whole field of view of a session: images and every cell's centroid and id."""
+    def field(self, key: tuple[str, str, str], cells: Mapping[str, Any]) -> dict[str, Any]:
+        """The whole field of view of a session: images and every cell's centroid and id.
+
+        ``cells`` maps ``unit_id``, ``centroid_y``, ``centroid_x`` to the session's values
+        (a DataFrame or a dict of arrays).
+        """
         s = self.session(key)
+        if not s.images:  # scaled once per session
+            s.images["max_proj"] = _b64(to_uint8(s.max_proj))
+            s.images["corr"] = _b64(to_uint8(s.corr)) if s.corr is not None else ""
+        yx = np.stack([np.asarray(cells["centroid_y"], float), np.asarray(cells["centroid_x"], float)], 1)
         return {
             "height": s.height,
             "width": s.width,
-            "max_proj": _b64(to_uint8(s.max_proj)),
-            "corr": _b64(to_uint8(s.corr)) if s.corr is not None else None,
-            "units": [int(u) for u in cells["unit_id"]],
-            "centroids": np.round(cells[["centroid_y", "centroid_x"]].to_numpy(float), 1).tolist(),
+            "max_proj": s.images["max_proj"],
+            "corr": s.images["corr"] or None,
+            "units": [int(u) for u in np.asarray(cells["unit_id"])],
+            "centroids": np.round(yx, 1).tolist(),
         }
 
-    def card(self, key: tuple[str, str, str], cell: pd.Series, session_cells: pd.DataFrame) -> dict[str, Any]:
-        """Everything the page shows of one cell (see the module docstring)."""
+    def card(
+        self, key: tuple[str, str, str], cell: Mapping[str, Any], session_cells: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Everything the page shows of one cell (see the module docstring).
+
+        ``cell`` maps column names to the cell's values (``unit_id``, ``centroid_y``,
+        ``centroid_x``, ``overlap_partner``); ``session_cells`` maps ``unit_id``,
+        ``centroid_y``, ``centroid_x`` to the session's values (a DataFrame or a dict of arrays).
+        """
         s = self.session(key)
         unit = int(cell["unit_id"])
         out: dict[str, Any] = {"fps": s.fps, "n_frames": s.n_frames, "height": s.height, "width": s.width}
@@ -228,7 +347,7 @@ class CardReader:
             return {"values": [], "transients": [], "step": 1}
         from cellsift.pipeline.stages import TransientParams, detect_transients
 
-        raw = np.asarray(s.dataset["C_raw"][i], dtype=np.float64)
+        raw = np.asarray(_run(s.c_raw.getitem((i, slice(None)))), dtype=np.float64)
         found = detect_transients(raw, fps=s.fps, params=replace(TransientParams(), k_peaks=100_000))
         transients = sorted(int(f) for f in found.peak_frames) if found.n_transients else []
         step = max(1, int(np.ceil(len(raw) / (MAX_TRACE_POINTS / 2))))
@@ -249,7 +368,9 @@ class CardReader:
             "envelope": True,
         }
 
-    def _crops(self, s: _Session, cell: pd.Series, session_cells: pd.DataFrame) -> dict[str, Any]:
+    def _crops(
+        self, s: _Session, cell: Mapping[str, Any], session_cells: Mapping[str, Any]
+    ) -> dict[str, Any]:
         unit = int(cell["unit_id"])
         j = s.clip_row.get(unit)
         crop = int(s.footprint.shape[-1]) if s.footprint is not None else 32
@@ -264,24 +385,22 @@ class CardReader:
                 "corr": _b64(to_uint8(s.corr[np.ix_(rows, cols)])) if s.corr is not None else None,
             }
         }
-        if j is None or s.footprint is None or s.clips is None:
+        if j is None or s.masks is None or s.clips is None:
             out["clips"] = None
             return out
-        fp = s.footprint[j]
-        out["crop"]["footprint"] = _b64(fp >= 0.2 * float(fp.max()) if fp.max() > 0 else fp > 0)
+        out["crop"]["footprint"] = _b64(s.masks[j])
         partner = cell.get("overlap_partner")
         partner = None if partner is None or pd.isna(partner) else int(partner)
-        near = session_cells[
-            ((session_cells["centroid_y"] - cy).abs() < crop)
-            & ((session_cells["centroid_x"] - cx).abs() < crop)
-            & (session_cells["unit_id"] != unit)
-            & (session_cells["unit_id"] != (partner if partner is not None else -1))
-        ]
-        out["crop"]["neighbours"] = self._masks(s, near, rows, cols)
+        units = np.asarray(session_cells["unit_id"], dtype=np.int64)
+        ys = np.asarray(session_cells["centroid_y"], dtype=np.float64)
+        xs = np.asarray(session_cells["centroid_x"], dtype=np.float64)
+        near = (np.abs(ys - cy) < crop) & (np.abs(xs - cx) < crop) & (units != unit)
         if partner is not None:
-            out["crop"]["partner"] = self._masks(
-                s, session_cells[session_cells["unit_id"] == partner], rows, cols
-            )
+            near &= units != partner
+        out["crop"]["neighbours"] = self._masks(s, np.flatnonzero(near), units, ys, xs, rows, cols)
+        if partner is not None:
+            mate = np.flatnonzero(units == partner)
+            out["crop"]["partner"] = self._masks(s, mate, units, ys, xs, rows, cols)
         clips = s.clips[j]
         valid = s.valid[j] if s.valid is not None else np.ones(clips.shape[0], bool)
         shown = clips[valid] if valid.any() else clips[:1]
@@ -294,17 +413,25 @@ class CardReader:
         }
         return out
 
-    def _masks(self, s: _Session, units: pd.DataFrame, rows: np.ndarray, cols: np.ndarray) -> str | None:
-        """Union of ``units``' binary footprints (clip-store crops) seen in the crop ``rows x cols``."""
-        if s.footprint is None or units.empty:
+    def _masks(
+        self,
+        s: _Session,
+        picks: np.ndarray,
+        units: np.ndarray,
+        ys: np.ndarray,
+        xs: np.ndarray,
+        rows: np.ndarray,
+        cols: np.ndarray,
+    ) -> str | None:
+        """Union of the binary footprints (clip-store crops) of ``units[picks]`` seen in the crop ``rows x cols``."""
+        if s.masks is None or picks.size == 0:
             return None
         full = np.zeros((s.height, s.width), dtype=bool)
-        crop = s.footprint.shape[-1]
-        for u, y, x in units[["unit_id", "centroid_y", "centroid_x"]].itertuples(index=False):
-            k = s.clip_row.get(int(u))
+        crop = s.masks.shape[-1]
+        for p in picks:
+            k = s.clip_row.get(int(units[p]))
             if k is None:
                 continue
-            fp = s.footprint[k]
-            prow, pcol = _crop_grid(float(y), float(x), s.height, s.width, crop)
-            full[np.ix_(prow, pcol)] |= fp >= 0.2 * float(fp.max()) if fp.max() > 0 else fp > 0
+            prow, pcol = _crop_grid(float(ys[p]), float(xs[p]), s.height, s.width, crop)
+            full[np.ix_(prow, pcol)] |= s.masks[k]
         return _b64(full[np.ix_(rows, cols)])

@@ -83,6 +83,10 @@ class CellIndex:
     def __len__(self) -> int:
         return len(self._cells)
 
+    def find(self, cid: str) -> CellRef | None:
+        """The cell named ``cid``, or None if the lake has no such cell."""
+        return self._cells.get(str(cid))
+
     def cell(self, cid: str) -> CellRef:
         """The cell named ``cid``.
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import pandas as pd
@@ -29,6 +30,18 @@ from cellsift.pipeline.review.suggest import SuggestParams, human_labelled, rank
 logger = logging.getLogger(__name__)
 
 __all__ = ["ReviewConfig", "ReviewService"]
+
+#: Per-cell columns a card shows besides the quality features.
+_ROW_COLUMNS: Final = (
+    "p_good",
+    "label",
+    "reason",
+    "model_id",
+    "ood_flag",
+    "ood_score",
+    "overlap_flag",
+    "overlap_partner",
+)
 
 
 @dataclass(frozen=True)
@@ -47,6 +60,8 @@ class ReviewConfig:
         Queue order parameters (as ``cellsift review suggest``).
     cache_bytes
         Memory for per-session card arrays.
+    read_ahead
+        Cells after the one shown whose sessions are loaded in the background.
     """
 
     lake: Path
@@ -54,6 +69,7 @@ class ReviewConfig:
     model: str | None = None
     suggest: SuggestParams = field(default_factory=SuggestParams)
     cache_bytes: int = 1 << 30
+    read_ahead: int = 12
 
 
 @dataclass
@@ -61,13 +77,39 @@ class _State:
     cells: pd.DataFrame
     index: CellIndex
     reader: CardReader
-    order: np.ndarray
-    why: list[str]
-    by_session: dict[str, np.ndarray]
+    order: np.ndarray  # rows of ``cells`` in queue order
+    position: np.ndarray  # each row's place in the queue
+    why: list[str]  # per queue position
+    sessions: dict[str, dict[str, np.ndarray]]  # per session id: its rows, unit ids, centroids
+    keys: list[tuple[str, str, str]]  # per session code
+    session_code: np.ndarray  # per row: index into ``keys``
+    columns: dict[str, np.ndarray]  # the columns a card shows, one array each
+    queue: dict[str, list[Any]]  # the queue's columns that labelling does not change
+
+
+def _labels_by_cell(labels: pd.DataFrame) -> dict[str, dict[int, list[dict[str, Any]]]]:
+    """Review labels per session id and unit id, as the card lists them."""
+    out: dict[str, dict[int, list[dict[str, Any]]]] = {}
+    cols = ["cohort", "animal", "session", "unit_id", "reviewer", "label", "reason", "labelled_at"]
+    for c, a, s, u, reviewer, label, reason, at in labels[cols].itertuples(index=False, name=None):
+        entry = {
+            "reviewer": str(reviewer),
+            "label": str(label),
+            "reason": _str(reason),
+            "labelled_at": str(at),
+        }
+        out.setdefault(session_id(c, a, s), {}).setdefault(int(u), []).append(entry)
+    return out
 
 
 class ReviewService:
     """Answer the review page (see the module docstring).
+
+    The queue order, the card columns and each session's cells are computed once (and
+    again after a retrain re-scores the lake, :meth:`reload`); a label updates only
+    the labels of its session. Card images come from :class:`CardReader`'s per-session
+    cache, which reads ahead the sessions of the next ``config.read_ahead`` cells of the
+    queue while the reviewer looks at a card.
 
     Parameters
     ----------
@@ -81,7 +123,9 @@ class ReviewService:
         self.store = LabelStore(self.root)
         self._lock = threading.RLock()
         self._labels = self.store.read_all()
+        self._cell_labels = _labels_by_cell(self._labels)
         self._state = self._build()
+        self._read_ahead(self._state, -1)
         base = config.model or self._scoring_model() or "default"
         self.retrain = RetrainJob(self.root, RetrainParams(base=base), on_done=lambda _m: self.reload())
 
@@ -103,27 +147,64 @@ class ReviewService:
         rest = np.setdiff1d(np.arange(len(cells)), order, assume_unique=False)
         flagged = cells["overlap_flag"].fillna(False).to_numpy(dtype=bool)
         why = [*why, *("labelled" if human[i] else "overlap-flagged" if flagged[i] else "" for i in rest)]
-        sids = [
-            session_id(c, a, s)
-            for c, a, s in zip(cells["cohort"], cells["animal"], cells["session"], strict=True)
-        ]
-        by_session = {sid: np.flatnonzero(np.asarray(sids) == sid) for sid in dict.fromkeys(sids)}
+        order = np.concatenate([order, rest]).astype(np.int64)
+        position = np.empty(len(cells), dtype=np.int64)
+        position[order] = np.arange(len(order))
+        columns = {
+            c: cells[c].to_numpy()
+            for c in (*_ROW_COLUMNS, *CARD_FEATURES)
+            if c in cells  # strings as objects, missing values as None/NaN/NA
+        }
+        columns["unit_id"] = cells["unit_id"].to_numpy(dtype=np.int64)
+        for c in ("centroid_y", "centroid_x"):
+            columns[c] = cells[c].to_numpy(dtype=np.float64, na_value=np.nan)
+        frame = cells[["cohort", "animal", "session"]].astype(str)
+        code, uniques = pd.MultiIndex.from_frame(frame).factorize()
+        keys = [(str(c), str(a), str(s)) for c, a, s in uniques]
+        sessions: dict[str, dict[str, np.ndarray]] = {}
+        counts = np.bincount(code, minlength=len(keys))
+        groups = np.split(np.argsort(code, kind="stable"), np.cumsum(counts)[:-1]) if keys else []
+        for key, rows in zip(keys, groups, strict=True):
+            sessions[session_id(*key)] = {
+                "rows": rows,
+                **{c: columns[c][rows] for c in ("unit_id", "centroid_y", "centroid_x")},
+            }
         return _State(
             cells=cells,
             index=CellIndex(cells),
             reader=CardReader(self.root, lake.sessions, cache_bytes=self.config.cache_bytes),
-            order=np.concatenate([order, rest]).astype(np.int64),
+            order=order,
+            position=position,
             why=why,
-            by_session=by_session,
+            sessions=sessions,
+            keys=keys,
+            session_code=np.asarray(code, dtype=np.int64),
+            columns=columns,
+            queue=_queue_columns(cells.iloc[order], why),
         )
 
     def reload(self) -> None:
         """Re-read cells (new scores), labels and the queue order from the lake."""
         state = self._build()
+        state.reader.adopt(self._state.reader)  # images and clips are unchanged by a re-score
         labels = self.store.read_all()
         with self._lock:
             self._state, self._labels = state, labels
+            self._cell_labels = _labels_by_cell(labels)
+        self._read_ahead(state, -1)
         logger.info("review: reloaded %d cells", len(state.cells))
+
+    def _read_ahead(self, st: _State, row: int, ahead: Sequence[str] | None = None) -> None:
+        """Load, in the background, the sessions of the cells ``ahead``, else of those after ``row``
+        in the queue (-1: the first)."""
+        n = self.config.read_ahead
+        if ahead is not None:
+            found = (st.index.find(cid) for cid in ahead)
+            rows = np.asarray([ref.row for ref in found if ref is not None][:n], dtype=np.int64)
+        else:
+            start = 0 if row < 0 else int(st.position[row]) + 1
+            rows = st.order[start : start + n]
+        st.reader.warm(st.keys[c] for c in st.session_code[rows])
 
     def _scoring_model(self) -> str | None:
         ids = self._state.cells["model_id"].dropna().astype(str)
@@ -134,21 +215,10 @@ class ReviewService:
         """Every cell in suggestion order, as columns (the page filters them)."""
         with self._lock:
             st, labels = self._state, self._labels
-        c = st.cells.iloc[st.order]
         mine = self._mine(labels)
-        cids = [cell_id(*k) for k in zip(c["cohort"], c["animal"], c["session"], c["unit_id"], strict=True)]
-        p = pd.to_numeric(c["p_good"], errors="coerce").round(3)
+        cids = st.queue["cid"]
         return {
-            "cid": cids,
-            "animal": c["animal"].astype(str).tolist(),
-            "session": c["session"].astype(str).tolist(),
-            "unit_id": c["unit_id"].astype(int).tolist(),
-            "p_good": [None if pd.isna(v) else float(v) for v in p],
-            "label": [None if pd.isna(v) else str(v) for v in c["label"]],
-            "reason": [None if pd.isna(v) else str(v) for v in c["reason"]],
-            "ood": c["ood_flag"].fillna(False).astype(bool).tolist(),
-            "overlap": c["overlap_flag"].fillna(False).astype(bool).tolist(),
-            "why": list(st.why),
+            **st.queue,
             "mine": [mine.get(cid, (None, None))[0] for cid in cids],
             "mine_reason": [mine.get(cid, (None, None))[1] for cid in cids],
         }
@@ -190,29 +260,35 @@ class ReviewService:
         with self._lock:
             st = self._state
         key = st.index.session(sid)
-        rows = st.by_session[session_id(*key)]
-        return {"sid": session_id(*key), **st.reader.field(key, st.cells.iloc[rows])}
+        sid = session_id(*key)
+        return {"sid": sid, **st.reader.field(key, st.sessions[sid])}
 
-    def card(self, cid: str) -> dict[str, Any]:
-        """Everything the page shows of one cell."""
+    def card(self, cid: str, ahead: Sequence[str] | None = None) -> dict[str, Any]:
+        """Everything the page shows of one cell.
+
+        Parameters
+        ----------
+        cid
+            The cell (``cohort:animal:session:unit_id``).
+        ahead
+            The cells the page shows next (its filtered view); their sessions are read
+            ahead in the background. Default: the cells after this one in the queue.
+            Names that are no cell of the lake are ignored.
+        """
         with self._lock:
-            st, labels = self._state, self._labels
+            st, cell_labels = self._state, self._cell_labels
         ref = st.index.cell(cid)
-        row = st.cells.iloc[ref.row]
-        session_cells = st.cells.iloc[st.by_session[ref.sid]]
-        payload = st.reader.card((ref.cohort, ref.animal, ref.session), row, session_cells)
-        crop = payload.get("crop", {}).get("size", 32)
-        near = session_cells[
-            ((session_cells["centroid_y"] - row["centroid_y"]).abs() < crop / 2)
-            & ((session_cells["centroid_x"] - row["centroid_x"]).abs() < crop / 2)
-            & (session_cells["unit_id"] != ref.unit_id)
+        row = {c: values[ref.row] for c, values in st.columns.items()}
+        here = st.sessions[ref.sid]
+        payload = st.reader.card((ref.cohort, ref.animal, ref.session), row, here)
+        self._read_ahead(st, ref.row, ahead)
+        half = payload.get("crop", {}).get("size", 32) / 2
+        near = here["rows"][
+            (np.abs(here["centroid_y"] - row["centroid_y"]) < half)
+            & (np.abs(here["centroid_x"] - row["centroid_x"]) < half)
+            & (here["unit_id"] != ref.unit_id)
         ]
-        mine = labels[
-            (labels["cohort"] == ref.cohort)
-            & (labels["animal"] == ref.animal)
-            & (labels["session"] == ref.session)
-            & (labels["unit_id"] == ref.unit_id)
-        ]
+        cols = st.columns
         return {
             "cid": ref.cid,
             "sid": ref.sid,
@@ -224,31 +300,23 @@ class ReviewService:
             "label": _str(row.get("label")),
             "reason": _str(row.get("reason")),
             "model_id": _str(row.get("model_id")),
-            "ood_flag": bool(row.get("ood_flag")) if not pd.isna(row.get("ood_flag")) else False,
+            "ood_flag": _flag(row.get("ood_flag")),
             "ood_score": _num(row.get("ood_score")),
-            "overlap_flag": bool(row.get("overlap_flag")) if not pd.isna(row.get("overlap_flag")) else False,
+            "overlap_flag": _flag(row.get("overlap_flag")),
             "overlap_partner": None if pd.isna(row.get("overlap_partner")) else int(row["overlap_partner"]),
             "centroid": [float(row["centroid_y"]), float(row["centroid_x"])],
-            "features": {f: _num(row.get(f)) for f in CARD_FEATURES if f in row},
-            "why": st.why[int(np.flatnonzero(st.order == ref.row)[0])],
+            "features": {f: _num(row[f]) for f in CARD_FEATURES if f in row},
+            "why": st.why[int(st.position[ref.row])],
             "neighbours": [
                 {
-                    "unit_id": int(n.unit_id),
-                    "cid": cell_id(n.cohort, n.animal, n.session, n.unit_id),
-                    "label": _str(n.label),
-                    "p_good": _num(n.p_good),
+                    "unit_id": int(cols["unit_id"][r]),
+                    "cid": cell_id(ref.cohort, ref.animal, ref.session, int(cols["unit_id"][r])),
+                    "label": _str(cols["label"][r]),
+                    "p_good": _num(cols["p_good"][r]),
                 }
-                for n in near.itertuples(index=False)
+                for r in near
             ],
-            "labels": [
-                {
-                    "reviewer": str(r.reviewer),
-                    "label": str(r.label),
-                    "reason": _str(r.reason),
-                    "labelled_at": str(r.labelled_at),
-                }
-                for r in mine.itertuples(index=False)
-            ],
+            "labels": list(cell_labels.get(ref.sid, {}).get(ref.unit_id, [])),
             **payload,
         }
 
@@ -273,13 +341,35 @@ class ReviewService:
                 )
             ]
             self._labels = pd.concat([other, fresh], ignore_index=True) if len(fresh) else other
-            mine = self._mine(self._labels).get(ref.cid, (None, None))
+            self._cell_labels = {**self._cell_labels, ref.sid: _labels_by_cell(fresh).get(ref.sid, {})}
+            mine = self._mine(fresh).get(ref.cid, (None, None))
         return {"cid": ref.cid, "mine": mine[0], "mine_reason": mine[1]}
 
     def start_retrain(self) -> dict[str, Any]:
         """Start a background retrain (see :class:`RetrainJob`); return its status."""
         started = self.retrain.start()
         return {"started": started, **self.retrain.status()}
+
+
+def _queue_columns(c: pd.DataFrame, why: list[str]) -> dict[str, list[Any]]:
+    """The queue's columns (cells ``c`` in queue order) that a label does not change."""
+    p = pd.to_numeric(c["p_good"], errors="coerce").round(3)
+    return {
+        "cid": [cell_id(*k) for k in zip(c["cohort"], c["animal"], c["session"], c["unit_id"], strict=True)],
+        "animal": c["animal"].astype(str).tolist(),
+        "session": c["session"].astype(str).tolist(),
+        "unit_id": c["unit_id"].astype(int).tolist(),
+        "p_good": [None if pd.isna(v) else float(v) for v in p],
+        "label": [None if pd.isna(v) else str(v) for v in c["label"]],
+        "reason": [None if pd.isna(v) else str(v) for v in c["reason"]],
+        "ood": c["ood_flag"].fillna(False).astype(bool).tolist(),
+        "overlap": c["overlap_flag"].fillna(False).astype(bool).tolist(),
+        "why": list(why),
+    }
+
+
+def _flag(value: Any) -> bool:
+    return False if value is None or pd.isna(value) else bool(value)
 
 
 def _num(value: Any) -> float | None:

@@ -47,6 +47,9 @@ def test_server_safety(lake):
     assert open_app.get("/static/..%2F__init__.py").status_code == 404
     assert open_app.get("/api/card", params={"cid": cid}).json()["cid"] == cid
     assert open_app.get("/api/card", params={"cid": "../../../etc/passwd"}).status_code == 400
+    # the cells named as coming next are looked up, never opened
+    ahead = [("ahead", "../../../etc/passwd"), ("ahead", service.queue()["cid"][1])]
+    assert open_app.get("/api/card", params=[("cid", cid), *ahead]).json()["cid"] == cid
     rebinding = TestClient(build_app(service, loopback=True), base_url="http://evil.example:8000")
     assert rebinding.get("/api/queue").status_code == 403
     body = {"cid": cid, "label": "good"}

@@ -54,9 +54,12 @@ function renderQueue() {
 }
 
 // ---------- cards ----------
-function getCard(cid) {
+const AHEAD = 12;  // cells after a card whose sessions the server reads ahead
+function getCard(cid, pos) {
   if (!S.cards.has(cid)) {
-    const p = api(`api/card?cid=${encodeURIComponent(cid)}`);
+    // the next cells of the view (filters applied), so the server reads ahead what comes next here
+    const next = pos === undefined ? [] : S.view.slice(pos + 1, pos + 1 + AHEAD).map((i) => `&ahead=${encodeURIComponent(S.queue.cid[i])}`);
+    const p = api(`api/card?cid=${encodeURIComponent(cid)}${next.join("")}`);
     p.catch(() => S.cards.delete(cid));
     S.cards.set(cid, p);
     if (S.cards.size > 40) S.cards.delete(S.cards.keys().next().value);
@@ -74,14 +77,14 @@ async function show(pos) {
   const cid = S.queue.cid[S.view[S.pos]];
   const t0 = performance.now();
   let card;
-  try { card = await getCard(cid); } catch (e) { toast(e.message); return; }
+  try { card = await getCard(cid, S.pos); } catch (e) { toast(e.message); return; }
   if (S.queue.cid[S.view[S.pos]] !== cid) return;  // moved on meanwhile
   S.card = card;
   drawCard(card);
   window.cellsiftLastCardMs = performance.now() - t0;
   document.body.dataset.shown = cid;
   getField(card.sid).then((f) => { if (S.card === card) drawField(card, f); }).catch((e) => toast(e.message));
-  for (let k = 1; k <= 3; k++) if (S.pos + k < S.view.length) getCard(S.queue.cid[S.view[S.pos + k]]);
+  for (let k = 1; k <= 3; k++) if (S.pos + k < S.view.length) getCard(S.queue.cid[S.view[S.pos + k]], S.pos + k);
 }
 function badge(el, text, cls) { el.textContent = text; el.className = "badge " + (cls || ""); }
 function drawCard(c) {
