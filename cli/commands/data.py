@@ -9,31 +9,17 @@ from typing import Annotated, Any
 import typer
 
 from cellsift.cli._common import (
-    DEFAULT_SCHEDULER_TIMEOUT_S,
-    DEFAULT_WORKERS,
     AllowFailuresOption,
     LakeOption,
-    SchedulerTimeoutOption,
     VerboseOption,
     WaitOption,
-    dask_client,
     echo,
     fail,
     report_failed_sessions,
     setup_logging,
     show_progress,
 )
-from cellsift.cli.cluster import (
-    AdaptOption,
-    ClusterConfigOption,
-    ClusterOption,
-    CoresOption,
-    DashboardHostOption,
-    JobsOption,
-    MemoryOption,
-    WalltimeOption,
-    cluster_spec,
-)
+from cellsift.cli.client import DEFAULT_CLUSTER_OPTIONS, ClusterOptions, cluster_options, lake_client
 from cellsift.schemas import CellsiftError
 
 __all__ = ["catalog", "ingest", "query", "run", "simulate", "upgrade"]
@@ -114,30 +100,16 @@ def simulate(
     echo(f"simulated cohort written: {manifest}")
 
 
+@cluster_options(
+    workers_help="Workers of the local cluster, one session each at a time.", local=("memory_limit",)
+)
 def ingest(
     source: Annotated[
         Path, typer.Argument(help="Cohort manifest (CSV or YAML) or a folder laid out as the demo.")
     ],
     lake: LakeOption,
     chunk_frames: Annotated[int, typer.Option(min=1, help="Frames per movie chunk in zarr.")] = 100,
-    scheduler: Annotated[
-        str | None,
-        typer.Option(help="Address (tcp://host:port) or scheduler file of an existing Dask cluster."),
-    ] = None,
-    scheduler_timeout: SchedulerTimeoutOption = DEFAULT_SCHEDULER_TIMEOUT_S,
-    workers: Annotated[
-        int, typer.Option(min=1, help="Workers of the local cluster, one session each at a time.")
-    ] = DEFAULT_WORKERS,
-    memory_limit: Annotated[str, typer.Option(help="Memory limit per local worker.")] = "auto",
-    cluster: ClusterOption = None,
-    jobs: JobsOption = None,
-    cores: CoresOption = None,
-    memory: MemoryOption = None,
-    walltime: WalltimeOption = None,
-    adapt: AdaptOption = None,
-    cluster_config: ClusterConfigOption = None,
-    dashboard_host: DashboardHostOption = "127.0.0.1",
-    dashboard_port: Annotated[int, typer.Option(help="Dashboard port (0: any free port).")] = 8787,
+    dask: ClusterOptions = DEFAULT_CLUSTER_OPTIONS,
     wait: WaitOption = False,
     allow_failures: AllowFailuresOption = False,
     verbose: VerboseOption = False,
@@ -161,29 +133,8 @@ def ingest(
 
     try:
         options = IngestOptions(chunk_frames=chunk_frames)
-        spec = cluster_spec(
-            cluster=cluster,
-            jobs=jobs,
-            cores=cores,
-            memory=memory,
-            walltime=walltime,
-            adapt=adapt,
-            config=cluster_config,
-        )
         n_sessions = len(read_manifest(Path(source), check_files=False))  # fails before a cluster starts
-        if Path(lake).exists():
-            from cellsift.catalog import wait_until_free
-
-            wait_until_free(Path(lake), wait=wait, log=echo)  # so does a locked lake
-        with dask_client(
-            scheduler=scheduler,
-            workers=workers,
-            memory_limit=memory_limit,
-            dashboard_host=dashboard_host,
-            dashboard_port=dashboard_port,
-            scheduler_timeout_s=scheduler_timeout,
-            cluster=spec,
-        ) as client:
+        with lake_client(lake, dask, wait=wait, new=True) as client:  # so do the options and a locked lake
             results = ingest_cohort(source, lake, options=options, client=client, progress=report)
     except CellsiftError as exc:
         raise fail(exc) from None
@@ -197,27 +148,13 @@ def ingest(
         raise typer.Exit(code=1)
 
 
+@cluster_options(
+    workers_help="Workers of the local cluster (ignored with --scheduler).",
+    local=("threads_per_worker", "memory_limit"),
+)
 def run(
     lake: LakeOption,
-    scheduler: Annotated[
-        str | None,
-        typer.Option(help="Address (tcp://host:port) or scheduler file of an existing Dask cluster."),
-    ] = None,
-    scheduler_timeout: SchedulerTimeoutOption = DEFAULT_SCHEDULER_TIMEOUT_S,
-    workers: Annotated[
-        int, typer.Option(min=1, help="Workers of the local cluster (ignored with --scheduler).")
-    ] = DEFAULT_WORKERS,
-    threads_per_worker: Annotated[int, typer.Option(min=1)] = 1,
-    memory_limit: Annotated[str, typer.Option(help="Memory limit per local worker.")] = "auto",
-    cluster: ClusterOption = None,
-    jobs: JobsOption = None,
-    cores: CoresOption = None,
-    memory: MemoryOption = None,
-    walltime: WalltimeOption = None,
-    adapt: AdaptOption = None,
-    cluster_config: ClusterConfigOption = None,
-    dashboard_host: DashboardHostOption = "127.0.0.1",
-    dashboard_port: Annotated[int, typer.Option(help="Dashboard port (0: any free port).")] = 8787,
+    dask: ClusterOptions = DEFAULT_CLUSTER_OPTIONS,
     k_peaks: Annotated[int, typer.Option(min=1, help="Clips per cell (strongest peaks).")] = 5,
     clip_before: Annotated[int, typer.Option(min=0, help="Frames before the peak.")] = 10,
     clip_after: Annotated[int, typer.Option(min=0, help="Frames after the peak.")] = 10,
@@ -251,29 +188,7 @@ def run(
         overlap=OverlapParams(flag_above=overlap_threshold),
     )
     try:
-        from cellsift.catalog import Catalog, wait_until_free
-
-        spec = cluster_spec(
-            cluster=cluster,
-            jobs=jobs,
-            cores=cores,
-            memory=memory,
-            walltime=walltime,
-            adapt=adapt,
-            config=cluster_config,
-        )
-        Catalog(lake)  # fail fast, before starting a cluster, if there is no lake
-        wait_until_free(Path(lake), wait=wait, log=echo)  # or if another run writes to it
-        with dask_client(
-            scheduler=scheduler,
-            workers=workers,
-            threads_per_worker=threads_per_worker,
-            memory_limit=memory_limit,
-            dashboard_host=dashboard_host,
-            dashboard_port=dashboard_port,
-            scheduler_timeout_s=scheduler_timeout,
-            cluster=spec,
-        ) as client:
+        with lake_client(lake, dask, wait=wait) as client:
             summary, preds = _run_and_classify(
                 lake,
                 client,
