@@ -7,7 +7,7 @@ from cellsift.catalog.atomic import (
     write_json_atomic,
     write_parquet_atomic,
 )
-from cellsift.catalog.checksums import record_file, record_store, verify_file, verify_store
+from cellsift.catalog.checksums import note_store_files, record_file, record_store, verify_file, verify_store
 from cellsift.catalog.integrity import (
     CheckReport,
     Damage,
@@ -41,6 +41,7 @@ __all__ = [
     "lake_status",
     "record_file",
     "record_store",
+    "note_store_files",
     "repair_command",
     "scan_parts",
     "verify_file",

@@ -40,12 +40,15 @@ __all__ = [
     "sidecar_path",
     "verify_file",
     "record_store",
+    "note_store_files",
     "read_store_manifest",
     "verify_store",
 ]
 
 #: The checksum list at the root of a zarr store.
 STORE_MANIFEST: Final = ".cellsift-checksums.json"
+#: Digests a writer took of the bytes it wrote into a store, before the list is recorded.
+STORE_PENDING: Final = ".cellsift-checksums.pending.json"
 #: Who made a record: the writer of the file (authoritative) or ``cellsift check`` (lazily).
 BY_WRITER: Final = "writer"
 BY_CHECK: Final = "check"
@@ -180,7 +183,7 @@ def _store_files(store: Path) -> list[Path]:
         p
         for p in store.rglob("*")
         if p.is_file()
-        and p.name != STORE_MANIFEST
+        and p.name not in (STORE_MANIFEST, STORE_PENDING)
         and not (p.name.startswith(".") and p.name.endswith(".tmp"))
     )
 
@@ -197,13 +200,60 @@ def _threads() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
+def note_store_files(store: Path, digests: dict[str, tuple[str, int, int]]) -> None:
+    """Remember the digests of files a writer just wrote into a store, for :func:`record_store`.
+
+    Parameters
+    ----------
+    store
+        The store's root folder.
+    digests
+        ``{path relative to the store: (sha256 of the bytes written, size in bytes,
+        modification time in ns right after writing)}``. :func:`record_store` takes a
+        digest from here only while the file keeps that size and modification time, so
+        it need not read the file back; others are hashed from their content.
+    """
+    store = Path(store)
+    pending = _read_pending(store)
+    pending.update({rel: [d, int(size), int(mtime)] for rel, (d, size, mtime) in digests.items()})
+    _write_json({"files": pending}, store / STORE_PENDING)
+
+
+def _read_pending(store: Path) -> dict[str, list[Any]]:
+    try:
+        record = json.loads((store / STORE_PENDING).read_text())
+    except (OSError, ValueError):
+        return {}
+    files = record.get("files") if isinstance(record, dict) else None
+    return files if isinstance(files, dict) else {}
+
+
 def record_store(store: Path, *, by: str = BY_WRITER) -> int:
-    """List every file of a zarr store with SHA-256 and size in ``STORE_MANIFEST``; return files listed."""
+    """List every file of a zarr store with SHA-256 and size in ``STORE_MANIFEST``; return files listed.
+
+    A file whose digest its writer noted (:func:`note_store_files`) and which still has
+    the size and modification time it had then is not read again.
+    """
     store = Path(store)
     files = _store_files(store)
-    digests = _digests(files, _threads())
-    listing = {p.relative_to(store).as_posix(): [d, s] for p, (d, s) in zip(files, digests, strict=True)}
-    _write_json({"files": listing, "recorded_at": _now(), "by": by}, store / STORE_MANIFEST)
+    pending = _read_pending(store)
+    listing: dict[str, list[Any]] = {}
+    to_hash: list[tuple[str, Path]] = []
+    for path in files:
+        rel = path.relative_to(store).as_posix()
+        noted = pending.get(rel)
+        if isinstance(noted, list) and len(noted) == 3:
+            stat = path.stat()
+            if (int(noted[1]), int(noted[2])) == (stat.st_size, stat.st_mtime_ns):
+                listing[rel] = [str(noted[0]), int(noted[1])]
+                continue
+        to_hash.append((rel, path))
+    digests = _digests([p for _, p in to_hash], _threads())
+    listing.update({rel: [d, s] for (rel, _), (d, s) in zip(to_hash, digests, strict=True)})
+    _write_json(
+        {"files": dict(sorted(listing.items())), "recorded_at": _now(), "by": by}, store / STORE_MANIFEST
+    )
+    (store / STORE_PENDING).unlink(missing_ok=True)
     return len(listing)
 
 

@@ -193,6 +193,8 @@ def _write_store(store: Path, *, inputs: SessionInputs, attrs: dict[str, Any], c
             warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
             ds.to_zarr(store, mode="w", compute=False, encoding=encoding, consolidated=True, zarr_format=3)
         group = zarr.open_group(store, mode="r+", zarr_format=3)
+        if feed is not None:  # the movie compresses on its own thread while this one writes the rest
+            feed.start_writing(cast("zarr.Array", group["movie"]), store)
         ku = min(UNITS_PER_CHUNK, ext.n_units)
         for name in ("C", "C_raw", "S"):
             traces = cast("zarr.Array", group[name])

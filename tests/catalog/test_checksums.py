@@ -88,3 +88,31 @@ def test_store_checksums_catch_a_deleted_a_truncated_and_an_altered_chunk(tmp_pa
     assert found[chunks[2]] == "content differs from its recorded SHA-256"
     assert chunks[3] not in found
     assert {p.path for p in verify_store(store, manifest, full=False)} == {chunks[0], chunks[1]}
+
+
+def test_store_checksums_reuse_the_writers_digests_of_unchanged_files(tmp_path):
+    import hashlib
+
+    import zarr
+
+    from cellsift.catalog import note_store_files
+    from cellsift.catalog.checksums import STORE_PENDING, file_digest
+
+    store = tmp_path / "s.zarr"
+    group = zarr.open_group(str(store), mode="w", zarr_format=3)
+    arr = group.create_array("movie", shape=(20, 4, 4), chunks=(10, 4, 4), dtype="uint8")
+    arr[:] = 7
+    first, second = (store / "movie/c/0/0/0"), (store / "movie/c/1/0/0")
+    noted = {}
+    for path in (first, second):
+        stat = path.stat()
+        noted[path.relative_to(store).as_posix()] = ("f" * 64, stat.st_size, stat.st_mtime_ns)
+    note_store_files(store, noted)
+    assert (store / STORE_PENDING).is_file()
+    os.utime(second, ns=(1, 1))  # rewritten since it was noted: hashed from its content
+    record_store(store)
+    files = read_store_manifest(store)["files"]
+    assert files["movie/c/0/0/0"][0] == "f" * 64  # the writer's digest, not read back
+    assert files["movie/c/1/0/0"] == list(file_digest(second))
+    assert files["movie/zarr.json"][0] == hashlib.sha256((store / "movie/zarr.json").read_bytes()).hexdigest()
+    assert not (store / STORE_PENDING).exists() and STORE_PENDING not in files
