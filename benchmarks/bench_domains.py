@@ -102,15 +102,30 @@ def _recipe_hash(cohorts: list[Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def _run_hash() -> str:
+    """What the derived tables depend on beyond the simulated input: the feature revision."""
+    from cellsift.pipeline.classify.inputs import FEATURE_REVISION
+
+    return f"features-r{FEATURE_REVISION}"
+
+
 def _lake(work: Path, name: str, cohorts: list[Any], *, reuse: bool) -> Path:
-    """A lake of ``cohorts`` under ``work/name``: rebuilt unless ``reuse`` and its recipe matches."""
+    """A lake of ``cohorts`` under ``work/name``: rebuilt unless ``reuse`` and its recipe matches.
+
+    A reused lake whose derived tables were computed by another feature revision is
+    processed again (``run`` with ``force``) from its ingested sessions.
+    """
     from cellsift.pipeline.classify import build_simulated_lake
 
     folder = work / name
     stamp = folder / "recipe.sha256"
+    run_stamp = folder / "run.stamp"
     digest = _recipe_hash(cohorts)
     if reuse and stamp.is_file() and stamp.read_text().strip() == digest:
         print(f"reusing {folder} (built from the same recipe, {digest})")
+        if not run_stamp.is_file() or run_stamp.read_text().strip() != _run_hash():
+            _rerun(folder / "lake")
+            run_stamp.write_text(_run_hash())
         return folder / "lake"
     if folder.exists():
         print(f"rebuilding {folder} (recipe changed or --reuse not given)")
@@ -120,8 +135,26 @@ def _lake(work: Path, name: str, cohorts: list[Any], *, reuse: bool) -> Path:
     build_simulated_lake(folder / "lake", cohorts, raw_dir=folder / "raw", n_workers=2)
     shutil.rmtree(folder / "raw", ignore_errors=True)
     stamp.write_text(digest)
+    run_stamp.write_text(_run_hash())
     print(f"built {name}: {len(cohorts)} cohort(s) in {time.perf_counter() - t0:.0f} s")
     return folder / "lake"
+
+
+def _rerun(lake: Path) -> None:
+    """Process every session of ``lake`` again (derived tables of an older feature revision)."""
+    from distributed import Client, LocalCluster
+
+    from cellsift.pipeline.stages import run_pipeline
+
+    t0 = time.perf_counter()
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
+        summary = run_pipeline(lake, client=client, force=True)
+    if summary.n_failed:
+        raise RuntimeError(f"re-running {lake} failed on {summary.n_failed} session(s)")
+    print(f"re-processed {lake} for {_run_hash()} in {time.perf_counter() - t0:.0f} s")
 
 
 def _cohort_data(model: Any, lake: Path, cohort: str) -> Any:

@@ -15,6 +15,7 @@ lab's labels. Fits in well under a second for hundreds of labels.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -94,9 +95,11 @@ class LabelAdapter:
                 field="label",
                 fix="label a few cells of each kind (cellsift review suggest picks informative ones)",
             )
-        center = np.nanmedian(X, axis=0)
+        with warnings.catch_warnings():  # a column with no value (e.g. no raw trace) is fine
+            warnings.simplefilter("ignore", category=RuntimeWarning)
+            center = np.nanmedian(X, axis=0)
+            scale = np.nanstd(X, axis=0)
         center = np.where(np.isfinite(center), center, 0.0)
-        scale = np.nanstd(X, axis=0)
         scale = np.where(np.isfinite(scale) & (scale > 1e-9), scale, 1.0)
         Z = np.nan_to_num((X - center) / scale, nan=0.0, posinf=0.0, neginf=0.0)
         Z = np.clip(Z, -5.0, 5.0)

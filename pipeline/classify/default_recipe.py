@@ -89,9 +89,10 @@ class CohortSpec:
         )
 
 
-#: The default model's training domains: cell diameters 6.5-22 px, 8-30 Hz, 1 500-2 000
-#: frames (inputs are rates, not counts), fields 96-192 px, noise x0.7-1.6, trace units
-#: x0.05-20, with and without raw traces, rule-drawn and CNMF-extracted artifacts.
+#: The default model's training domains: cell diameters 6.5-24 px, 5-30 Hz, 1 000-2 000
+#: frames (inputs are rates, not counts), fields 96-224 px, noise x0.7-1.6, trace units
+#: x0.05-20, with and without raw traces, rule-drawn and CNMF-extracted artifacts, and the
+#: simulator's default settings (the demo cohort's domain).
 _DOMAIN_COHORTS: Final = (
     CohortSpec(
         "dom-a",
@@ -190,6 +191,33 @@ _DOMAIN_COHORTS: Final = (
         write_c_raw=False,
         n_animals=2,
     ),
+    CohortSpec(
+        "dom-h",
+        seed=1808,
+        cell_diameter_px=11.5,
+        fps=20.0,
+        n_frames=2000,
+        height=128,
+        width=128,
+        noise_scale=1.0,
+        trace_scale=1.0,
+        extraction="rules",
+        n_animals=2,
+    ),
+    CohortSpec(
+        "dom-i",
+        seed=1909,
+        cell_diameter_px=24.0,
+        fps=5.0,
+        n_frames=1000,
+        height=224,
+        width=224,
+        noise_scale=1.2,
+        trace_scale=0.5,
+        cell_density=24.0,
+        extraction="cnmf",
+        n_animals=2,
+    ),
 )
 
 
@@ -202,7 +230,7 @@ class DefaultModelRecipe:
     seed: int = 0
     clip_config: ClipModelConfig = field(default_factory=lambda: ClipModelConfig(epochs=40, patience=6))
     n_folds: int = 3
-    model_id: str = "cellsift-default-v2"
+    model_id: str = "cellsift-default-v3"
     fps: float = 20.0
 
     def domain_ranges(self) -> dict[str, list[Any]]:

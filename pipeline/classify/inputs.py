@@ -17,7 +17,9 @@ table's quality features, but only in forms that do not depend on the lab's unit
   peak-to-noise and area over the partner's; 0 without a partner).
 
 The derived columns are computed over each whole session (:func:`add_session_relative`),
-before cells are filtered or scored in batches. Missing values are NaN.
+before cells are filtered or scored in batches. Missing values are NaN: the trace-noise
+inputs (``peak_to_noise`` and what derives from it, ``noise_rel``) of sessions whose
+extraction has no raw trace (revision 3), the spatial features of sessions without a movie.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ __all__ = [
 #: Revision of the models' input definition (:data:`MODEL_FEATURES` and how every
 #: input is computed). Raise it whenever a feature's computation changes; a test
 #: holds a fingerprint of the computations per revision.
-FEATURE_REVISION: Final = 2
+FEATURE_REVISION: Final = 3
 
 #: Table columns that depend on a lab's units or a session's length: never model inputs.
 _UNIT_DEPENDENT: Final = ("area_px", "noise_sd", "n_transients")
@@ -90,7 +92,7 @@ def _relative(table: pd.DataFrame, keys: pd.Series, base: str) -> np.ndarray:
 
 
 def _partner_ratio(table: pd.DataFrame, keys: pd.Series, base: str) -> np.ndarray:
-    """``log(value / partner's value)``; 0 without a partner, NaN when the partner is unknown.
+    """``log(value / partner's value)``; 0 without a partner, NaN when either value is unknown.
 
     Tables without ``overlap_partner``/``unit_id`` (not written by ``cellsift run``) give NaN.
     """
@@ -108,7 +110,7 @@ def _partner_ratio(table: pd.DataFrame, keys: pd.Series, base: str) -> np.ndarra
         other[has] = lookup.reindex(idx).to_numpy(dtype=np.float64, na_value=np.nan)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.log(np.where((values > 0) & (other > 0), values / other, np.nan))
-    return np.where(has, ratio, 0.0)
+    return np.where(has, ratio, np.where(np.isnan(values), np.nan, 0.0))
 
 
 def _derived(table: pd.DataFrame, keys: pd.Series, col: str) -> np.ndarray:

@@ -20,6 +20,7 @@ A session is flagged when more than ``max_fraction`` of its cells are.
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final
 
@@ -163,7 +164,8 @@ class OODDetector:
         lo = hi = None
         if domain is not None:
             v = domain[list(DOMAIN_DESCRIPTORS)].to_numpy(dtype=np.float64)
-            with np.errstate(all="ignore"):
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", category=RuntimeWarning)
                 lo = np.nanmin(np.where(np.isfinite(v), v, np.nan), axis=0) / _RANGE_SLACK
                 hi = np.nanmax(np.where(np.isfinite(v), v, np.nan), axis=0) * _RANGE_SLACK
         return cls(center, scale, precision, threshold, float(quantile), int(X.shape[0]), lo, hi)
@@ -172,10 +174,12 @@ class OODDetector:
     def _fit_moments(cls, T: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         from sklearn.covariance import LedoitWolf
 
-        center = np.nanmedian(T, axis=0)
-        center = np.where(np.isfinite(center), center, 0.0)
-        mad = ROBUST_SD_PER_MAD * np.nanmedian(np.abs(T - center), axis=0)
-        sd = np.nanstd(T, axis=0)
+        with warnings.catch_warnings():  # a column with no value (e.g. no raw trace) is fine
+            warnings.simplefilter("ignore", category=RuntimeWarning)
+            center = np.nanmedian(T, axis=0)
+            center = np.where(np.isfinite(center), center, 0.0)
+            mad = ROBUST_SD_PER_MAD * np.nanmedian(np.abs(T - center), axis=0)
+            sd = np.nanstd(T, axis=0)
         scale = np.where(mad > 1e-9, mad, np.where(sd > 1e-9, sd, 1.0))
         scale = np.where(np.isfinite(scale), scale, 1.0)
         Z = cls._standardise(T, center, scale)

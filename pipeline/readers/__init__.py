@@ -29,7 +29,14 @@ file, the field and the fix; library exceptions never escape.
 
 from __future__ import annotations
 
-from cellsift.pipeline.readers.base import PIXEL_ORDERS, Extraction, ExtractionReader, UnitLabels, VideoReader
+from cellsift.pipeline.readers.base import (
+    DENOISED_ONLY_SOURCE,
+    PIXEL_ORDERS,
+    Extraction,
+    ExtractionReader,
+    UnitLabels,
+    VideoReader,
+)
 from cellsift.pipeline.readers.caiman import CaimanHdf5Reader
 from cellsift.pipeline.readers.checks import (
     FrameAlignment,
@@ -83,6 +90,7 @@ from cellsift.pipeline.readers.traces import (
 
 __all__ = [
     # interfaces and data
+    "DENOISED_ONLY_SOURCE",
     "VideoReader",
     "ExtractionReader",
     "Extraction",

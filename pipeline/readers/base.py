@@ -33,6 +33,7 @@ from cellsift.schemas import InputFormatError, ParameterError, SessionNotFoundEr
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "DENOISED_ONLY_SOURCE",
     "PIXEL_ORDERS",
     "LABEL_VALUES",
     "VideoReader",
@@ -143,6 +144,12 @@ class UnitLabels:
             object.__setattr__(self, "reasons", (None,) * len(self.labels))
 
 
+#: :attr:`Extraction.c_raw_source` of an extraction without a raw trace: ``C_raw`` is the
+#: denoised ``C`` (CNMF-E without ``C_raw``, Minian or CaImAn without ``YrA``), so trace
+#: noise cannot be measured on it.
+DENOISED_ONLY_SOURCE: Final = "C"
+
+
 @dataclass(frozen=True, eq=False)
 class Extraction:
     """Cell candidates of one session, as an extraction algorithm produced them.
@@ -175,7 +182,8 @@ class Extraction:
     source_format
         Format name, e.g. ``"cnmfe_mat"``.
     c_raw_source
-        What ``C_raw`` is, e.g. ``"C_raw"``, ``"C + YrA"``, ``"F - 0.7*Fneu"``.
+        What ``C_raw`` is, e.g. ``"C_raw"``, ``"C + YrA"``, ``"F - 0.7*Fneu"``, or
+        :data:`DENOISED_ONLY_SOURCE` when the file has no raw trace.
     companion_video
         A video that belongs to the extraction (Suite2p ``data.bin``, an NWB photon
         series), used when the manifest's ``video`` is empty; or ``None``.

@@ -20,6 +20,7 @@ not candidates; overlap-flagged cells only with ``include_overlap``.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -116,7 +117,8 @@ def _feature_clusters(cells: pd.DataFrame, params: SuggestParams) -> np.ndarray:
     if not cols or len(cells) == 0:
         return np.zeros(len(cells), dtype=np.int64)
     x = cells[cols].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"), warnings.catch_warnings():  # an all-missing column is fine
+        warnings.simplefilter("ignore", category=RuntimeWarning)
         med = np.nanmedian(np.where(np.isfinite(x), x, np.nan), axis=0)
         iqr = np.nanpercentile(x, 75, axis=0) - np.nanpercentile(x, 25, axis=0)
         z = (x - med) / np.where(iqr > 0, iqr / 1.349, 1.0)

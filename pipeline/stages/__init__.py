@@ -22,6 +22,7 @@ from cellsift.pipeline.stages.crops import (
     session_crop_px,
 )
 from cellsift.pipeline.stages.features import (
+    RAW_TRACE_FEATURES,
     SPATIAL_FEATURE_NAMES,
     SpatialParams,
     session_features,
@@ -55,6 +56,7 @@ from cellsift.pipeline.stages.transients import (
 __all__ = [
     "REFERENCE_CELL_DIAMETER_PX",
     "SHAPE_FEATURE_NAMES",
+    "RAW_TRACE_FEATURES",
     "SPATIAL_FEATURE_NAMES",
     "ClipParams",
     "OverlapParams",

@@ -19,6 +19,13 @@ Spatial features (:func:`spatial_features`), per clip
     (its SD if the MAD is 0).
 
 Units without a valid clip get 0 for all three. Correlations with a constant image are 0.
+
+Trace-noise features (:data:`RAW_TRACE_FEATURES`)
+-------------------------------------------------
+``peak_to_noise`` and ``noise_sd`` need the raw trace's noise. When the extraction has no
+raw trace (``C_raw`` is the denoised ``C``: :func:`has_raw_trace` is false) they are NaN
+(not measured), not a noise-free value that looks like a perfect cell; the models are
+trained with such sessions and read NaN as missing.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ import scipy.sparse as sp
 from scipy import ndimage
 
 from cellsift.pipeline._util import MAD_TO_SD
+from cellsift.pipeline.readers import DENOISED_ONLY_SOURCE
 from cellsift.pipeline.stages.footprints import check_csr, check_dims, shape_features
 from cellsift.pipeline.stages.overlap import OverlapResult, neighbour_trace_corr
 from cellsift.pipeline.stages.transients import TransientResult
@@ -39,9 +47,30 @@ from cellsift.schemas import FEATURE_COLUMNS, InputFormatError, ParameterError, 
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SpatialParams", "SPATIAL_FEATURE_NAMES", "spatial_features", "session_features"]
+__all__ = [
+    "RAW_TRACE_FEATURES",
+    "SPATIAL_FEATURE_NAMES",
+    "SpatialParams",
+    "has_raw_trace",
+    "session_features",
+    "spatial_features",
+]
 
 SPATIAL_FEATURE_NAMES = ("spatial_corr", "spatial_corr_min", "peak_contrast")
+
+#: Features measured on the raw trace's noise: NaN when the session has no raw trace.
+RAW_TRACE_FEATURES = ("peak_to_noise", "noise_sd")
+
+
+def has_raw_trace(c_raw_source: str) -> bool:
+    """Whether a session's ``C_raw`` is a raw trace (``False``: the denoised ``C``).
+
+    Parameters
+    ----------
+    c_raw_source
+        The session store's ``c_raw_source`` attribute (what the reader took as ``C_raw``).
+    """
+    return c_raw_source.strip() != DENOISED_ONLY_SOURCE
 
 
 @dataclass(frozen=True)
@@ -199,6 +228,7 @@ def session_features(
     fp_crops: np.ndarray | None,
     spatial_params: SpatialParams = SpatialParams(),
     shape_rel_threshold: float = 0.2,
+    raw_trace: bool = True,
 ) -> dict[str, np.ndarray]:
     """Every column of :data:`~cellsift.schemas.tables.FEATURE_COLUMNS` for one session.
 
@@ -223,13 +253,17 @@ def session_features(
         Parameters of :func:`spatial_features`.
     shape_rel_threshold
         Binarisation level of the shape features.
+    raw_trace
+        Whether ``C_raw`` is a raw trace; ``False`` (the denoised ``C``) makes the
+        :data:`RAW_TRACE_FEATURES` NaN.
 
     Returns
     -------
     dict of str to numpy.ndarray
         Keys ``FEATURE_COLUMNS`` plus ``centroid_y``, ``centroid_x``, each ``(K,)``;
         ``n_transients`` and ``n_neighbours`` int32, the rest float64. NaN-free except
-        the spatial features of a movie-less session.
+        the spatial features of a movie-less session and the trace-noise features of a
+        session without a raw trace.
     """
     A = check_csr(A)
     check_dims(dims, A.shape[1])
@@ -261,6 +295,9 @@ def session_features(
     out["peak_to_noise"] = np.array([t.peak_to_noise for t in transients], dtype=np.float64)
     out["skewness"] = np.array([t.skewness for t in transients], dtype=np.float64)
     out["noise_sd"] = np.array([t.noise_sd for t in transients], dtype=np.float64)
+    if not raw_trace:
+        for name in RAW_TRACE_FEATURES:
+            out[name] = np.full(k, np.nan)
 
     if clips is None:
         logger.info("no movie clips: spatial features set to NaN (not measured)")

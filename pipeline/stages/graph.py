@@ -37,7 +37,12 @@ from cellsift.pipeline.stages.clips import (
     extract_clips,
 )
 from cellsift.pipeline.stages.crops import session_crop_px
-from cellsift.pipeline.stages.features import SpatialParams, spatial_features
+from cellsift.pipeline.stages.features import (
+    RAW_TRACE_FEATURES,
+    SpatialParams,
+    has_raw_trace,
+    spatial_features,
+)
 from cellsift.pipeline.stages.footprints import binarize, centroids, footprints_to_sparse, shape_features
 from cellsift.pipeline.stages.overlap import (
     OverlapParams,
@@ -242,8 +247,13 @@ def cells_table(
     *,
     n_frames: int,
     run_id: str,
+    raw_trace: bool = True,
 ) -> pa.Table:
-    """The session's ``cells`` rows from its footprints, transients and clip features."""
+    """The session's ``cells`` rows from its footprints, transients and clip features.
+
+    ``raw_trace=False`` (``C_raw`` is the denoised ``C``) leaves the trace-noise features
+    (:data:`~cellsift.pipeline.stages.features.RAW_TRACE_FEATURES`) NaN.
+    """
     n_units = len(fp.unit_ids)
     duration_min = n_frames / max(rec.fps, 1e-9) / 60.0
     cols: dict[str, Any] = {name: list(fp.shape[name]) for name in fp.shape}
@@ -254,6 +264,9 @@ def cells_table(
     ]
     cols["skewness"] = [t.skewness for t in transients]
     cols["noise_sd"] = [t.noise_sd for t in transients]
+    if not raw_trace:
+        for name in RAW_TRACE_FEATURES:
+            cols[name] = [float("nan")] * n_units
     for key in batch_features[0] if batch_features else []:
         cols[key] = [v for part in batch_features for v in part[key]]
     for key in ("spatial_corr", "spatial_corr_min", "peak_contrast"):
@@ -322,10 +335,14 @@ def finalize_task(
     layout = LakeLayout(Path(lake_root))
     flat = [t for part in transients for t in part]
     n_units = len(fp.unit_ids)
-    c_raw = open_session_group(ds_path)["C_raw"]
+    group = open_session_group(ds_path)
+    c_raw = group["C_raw"]
     nb_corr = neighbour_corr(c_raw, fp.overlap.pairs, n_units)
     n_frames = int(c_raw.shape[1])
-    cells = cells_table(rec, fp, flat, batch_features, nb_corr, n_frames=n_frames, run_id=run_id)
+    raw_trace = has_raw_trace(str(group.attrs.get("c_raw_source", "C_raw")))
+    cells = cells_table(
+        rec, fp, flat, batch_features, nb_corr, n_frames=n_frames, run_id=run_id, raw_trace=raw_trace
+    )
     params_hash = params.params_hash()
     clips_final = publish_clip_store(layout, rec, store, params_hash)
     write_parquet_atomic(

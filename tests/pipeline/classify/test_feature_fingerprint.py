@@ -27,10 +27,11 @@ from tests.pipeline.stages.test_features import FPS, H, T, W, activity, blob
 #: Fingerprint of the model inputs on the fixed session, per FEATURE_REVISION.
 FINGERPRINTS = {
     2: "e8f9addcb8fcd061",
+    3: "30c2e0417615ff8f",
 }
 
 
-def _inputs() -> np.ndarray:
+def _inputs(*, raw_trace: bool = True) -> np.ndarray:
     rng = np.random.default_rng(0)
     cell = blob(32, 22)
     act = activity()
@@ -57,6 +58,7 @@ def _inputs() -> np.ndarray:
         clips=clips,
         valid=valid,
         fp_crops=fp,
+        raw_trace=raw_trace,
     )
     table = pd.DataFrame(feats).assign(
         cohort="c",
@@ -78,8 +80,9 @@ def _fingerprint(values: np.ndarray) -> str:
 
 
 def test_model_inputs_match_the_fingerprint_of_their_revision():
-    values = _inputs()
-    assert values.shape == (4, len(MODEL_FEATURES) + len(CLIP_SUMMARY_FEATURES))
+    values = np.vstack([_inputs(), _inputs(raw_trace=False)])
+    assert values.shape[0] == 8
+    assert values[:4].shape == (4, len(MODEL_FEATURES) + len(CLIP_SUMMARY_FEATURES))
     got = _fingerprint(values)
     assert FEATURE_REVISION in FINGERPRINTS, f"add FINGERPRINTS[{FEATURE_REVISION}] = {got!r}"
     assert got == FINGERPRINTS[FEATURE_REVISION], (
@@ -87,3 +90,14 @@ def test_model_inputs_match_the_fingerprint_of_their_revision():
         f"{FINGERPRINTS[FEATURE_REVISION]}): raise FEATURE_REVISION in classify/inputs.py and "
         "add the new fingerprint here"
     )
+
+
+def test_sessions_without_a_raw_trace_have_missing_noise_inputs():
+    raw, denoised = _inputs(), _inputs(raw_trace=False)
+    noise_cols = [
+        MODEL_FEATURES.index(c) for c in ("peak_to_noise", "noise_rel", "pnr_rel", "partner_pnr_ratio")
+    ]
+    assert np.isfinite(raw[:, noise_cols]).all()
+    assert np.isnan(denoised[:, noise_cols]).all()
+    other = [j for j in range(raw.shape[1]) if j not in noise_cols]
+    np.testing.assert_array_equal(np.isnan(raw[:, other]), np.isnan(denoised[:, other]))

@@ -124,3 +124,27 @@ def test_params_change_reprocesses(tiny_lake):
     assert set(sessions["params_hash"]) == {
         PipelineParams(overlap=OverlapParams(flag_above=0.9)).params_hash()
     }
+
+
+def test_session_without_raw_trace_leaves_noise_features_missing(tmp_path):
+    from cellsift.pipeline.ingest import ingest_cohort
+    from cellsift.pipeline.sim.cohort import simulate_cohort
+    from cellsift.pipeline.stages import RAW_TRACE_FEATURES
+    from tests.conftest import tiny_config
+
+    raw = tmp_path / "raw"
+    simulate_cohort(
+        raw,
+        tiny_config(n_animals=1, stages=("conditioning",), write_c_raw=False, cohort="noraw"),
+        n_workers=1,
+    )
+    lake = tmp_path / "lake"
+    [res] = ingest_cohort(raw, lake)
+    assert res.status == "ingested", res.error
+    assert _local_run(lake).count("processed") == 1
+    cells = _cells(lake)
+    assert len(cells) > 0
+    for name in RAW_TRACE_FEATURES:
+        assert cells[name].isna().all(), name
+    for name in ("compactness", "transient_rate_per_min", "skewness", "neighbour_trace_corr"):
+        assert cells[name].notna().all(), name
