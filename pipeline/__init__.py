@@ -1,4 +1,4 @@
-"""cellsift's stages: simulate, ingest, run, classify, train/evaluate, analyze.
+"""cellsift's stages: simulate, ingest, run, classify, train/evaluate, review, analyze.
 
 The public entry points are imported lazily (``cellsift.pipeline.run_pipeline`` imports
 only what that stage needs; torch is loaded only by the classifiers)::
@@ -31,6 +31,9 @@ _API = {
     "capstone_on_lake": "classify",
     "cross_validate_on_lake": "classify",
     "classified_montage": "classify",
+    "suggest_on_lake": "review",
+    "ReviewService": "review",
+    "ReviewConfig": "review",
     "build_analysis_tables": "analysis",
     "export_nwb": "export",
 }

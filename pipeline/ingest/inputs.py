@@ -148,8 +148,8 @@ def compute_input_hash(
     source_hashes
         ``{absolute path: sha256}`` of every input file.
     """
-    files = session_input_files(spec)
-    source_hashes = {str(path.resolve()): file_sha256(path) for _, path in files}
+    files = [(role, path, str(path.resolve())) for role, path in session_input_files(spec)]
+    source_hashes = {resolved: file_sha256(path) for _, path, resolved in files}
     material = {
         "ingest_version": INGEST_VERSION,
         "schema_version": DATASET_SCHEMA_VERSION,
@@ -165,7 +165,7 @@ def compute_input_hash(
         "labels_format": spec.labels_format,
         "pixel_order": spec.pixel_order,
         "skip_video": spec.skip_video,
-        "files": [[role, source_hashes[str(path.resolve())]] for role, path in files],
+        "files": [[role, source_hashes[resolved]] for role, _, resolved in files],
     }
     text = json.dumps(material, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest(), source_hashes

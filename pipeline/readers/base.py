@@ -355,17 +355,32 @@ def to_csc(matrix: Any, *, path: Path, name: str = "A") -> sp.csc_matrix:
 def dense_to_csc(stack: np.ndarray) -> sp.csc_matrix:
     """``(K, h, w)`` footprints -> CSC ``(h*w, K)`` float32 with row-major (``"C"``) pixels.
 
-    Each unit's pixels are contiguous, so one pass over the block finds the non-zeros
+    The same matrix as ``np.flatnonzero`` over the block cast to float32 (values that are
+    zero in float32 are dropped; NaN is kept), found without casting the whole block: an
+    integer view of the stored values finds the image rows holding any non-zero bit (one
+    fast ``max`` pass; dense footprints are mostly zeros), and only those rows are cast to
+    float32 and searched. Each unit's pixels are contiguous, so the non-zeros come out
     unit by unit, in pixel order (no transposed copy).
     """
+    stack = np.asarray(stack)
     k = stack.shape[0]
-    flat = np.ascontiguousarray(stack, dtype=np.float32).reshape(k, -1)
-    n_pixels = flat.shape[1]
-    where = np.flatnonzero(flat)
-    units, pixels = np.divmod(where, max(n_pixels, 1))
+    n_pixels = int(np.prod(stack.shape[1:], dtype=np.int64))
+    if k == 0 or n_pixels == 0:
+        return sp.csc_matrix((n_pixels, k), dtype=np.float32)
+    width = int(stack.shape[-1]) if stack.ndim >= 2 else 1
+    per_unit = n_pixels // width  # image rows of one footprint
+    rows2d = np.ascontiguousarray(stack).reshape(k * per_unit, width)
+    if rows2d.dtype.kind in "biuf" and rows2d.dtype.itemsize in (1, 2, 4, 8):
+        bits = rows2d.view(f"u{rows2d.dtype.itemsize}")  # all bits zero: 0 (and 0 in float32)
+        rows = np.flatnonzero(bits.max(axis=1))
+    else:
+        rows = np.arange(rows2d.shape[0])
+    values = rows2d[rows].astype(np.float32)
+    r, cols = np.nonzero(values)
+    units, row_in_unit = np.divmod(rows[r], per_unit)
     indptr = np.zeros(k + 1, dtype=np.int64)
     np.cumsum(np.bincount(units, minlength=k), out=indptr[1:])
-    return sp.csc_matrix((flat.ravel()[where], pixels, indptr), shape=(n_pixels, k))
+    return sp.csc_matrix((values[r, cols], row_in_unit * width + cols, indptr), shape=(n_pixels, k))
 
 
 def footprint_block_units(height: int, width: int, *, itemsize: int = 8) -> int:

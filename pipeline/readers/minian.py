@@ -23,6 +23,7 @@ from cellsift.pipeline.readers.base import (
     require_folder,
 )
 from cellsift.pipeline.readers.checks import finish_extraction
+from cellsift.pipeline.readers.zarr_chunks import ChunkRows
 from cellsift.schemas import InputFormatError
 
 logger = logging.getLogger(__name__)
@@ -141,7 +142,8 @@ class MinianZarrReader:
             )
         a, c = self._footprints_and_traces_arrays()
         unit_ids = np.asarray(a["unit_id"].values)
-        if not np.array_equal(unit_ids, np.asarray(c["unit_id"].values)):
+        c_in_order = np.array_equal(unit_ids, np.asarray(c["unit_id"].values))
+        if not c_in_order:
             if set(unit_ids.tolist()) != set(np.asarray(c["unit_id"].values).tolist()):
                 raise InputFormatError(
                     "A and C have different unit ids",
@@ -150,22 +152,17 @@ class MinianZarrReader:
                     fix="give A and C of the same Minian run",
                 )
             c = c.sel(unit_id=unit_ids)
-        n_units = len(unit_ids)
         h, w = int(a.sizes["height"]), int(a.sizes["width"])
-        blocks = []
-        store_a = self.path / "A.zarr"
-        step = footprint_block_units(h, w, itemsize=int(a.dtype.itemsize))
         try:
-            for start in range(0, n_units, step):  # dense footprints: a block of units at a time
-                blocks.append(dense_to_csc(np.asarray(a.isel(unit_id=slice(start, start + step)).values)))
-            C = np.ascontiguousarray(np.asarray(c.values, dtype=np.float32))
+            A = self._footprints(a, h, w)
+            c_values = self._values("C", c, ("unit_id", "frame")) if c_in_order else np.asarray(c.values)
+            C = np.ascontiguousarray(c_values, dtype=np.float32)
         except Exception as exc:  # noqa: BLE001 - a missing or truncated chunk file
             raise InputFormatError(
                 f"cannot read the Minian arrays ({one_line(exc)})",
-                path=store_a,
+                path=self.path / "A.zarr",
                 fix="a chunk file is truncated or corrupt; copy the Minian output folder again",
             ) from None
-        A = sp.hstack(blocks, format="csc") if blocks else sp.csc_matrix((h * w, 0), dtype=np.float32)
         S = self._traces("S", present, unit_ids)
         if S is None:
             logger.warning("%s: no S.zarr; writing zeros", self.path)
@@ -185,7 +182,7 @@ class MinianZarrReader:
             mp = self._open("max_proj")
             if set(mp.dims) == {"height", "width"}:
                 extras["max_proj_extraction"] = np.asarray(
-                    mp.transpose("height", "width").values, dtype=np.float32
+                    self._values("max_proj", mp, ("height", "width")), dtype=np.float32
                 )
         ext = Extraction(
             A=A,
@@ -219,6 +216,43 @@ class MinianZarrReader:
                 )
         return a.transpose("unit_id", "height", "width"), c.transpose("unit_id", "frame")
 
+    def _chunk_rows(self, name: str, arr: Any, dims: tuple[str, ...]) -> ChunkRows | None:
+        """``<name>.zarr``'s chunk files, when stored as ``dims`` in a layout :class:`ChunkRows` reads."""
+        rows = ChunkRows.open(self.path / f"{name}.zarr" / name)
+        if rows is None or rows.dims != dims or rows.shape != tuple(arr.shape):
+            return None
+        return rows
+
+    def _values(self, name: str, arr: Any, dims: tuple[str, ...]) -> np.ndarray:
+        """All of ``arr`` (as stored, in its own unit order) as ``dims``: from the chunk files
+        when possible, else through zarr."""
+        raw = self._chunk_rows(name, arr, dims)
+        values = raw.rows(0, raw.shape[0]) if raw is not None else None
+        return values if values is not None else np.asarray(arr.transpose(*dims).values)
+
+    def _footprints(self, a: Any, h: int, w: int) -> sp.csc_matrix:
+        """``A`` ``(unit_id, height, width)`` as CSC ``(h*w, K)`` float32, a block of units at a time.
+
+        Blocks hold whole zarr chunks (each chunk file is read and decompressed once) and at
+        most about :data:`~cellsift.pipeline.readers.base.FOOTPRINT_BLOCK_BYTES` of stored
+        values, or one chunk where a chunk is larger; each is converted to sparse at once.
+        """
+        raw = self._chunk_rows("A", a, ("unit_id", "height", "width"))
+        chunk = (
+            raw.block_rows
+            if raw is not None
+            else int(a.encoding.get("preferred_chunks", {}).get("unit_id", 1))
+        )
+        step = footprint_block_units(h, w, itemsize=int(a.dtype.itemsize))
+        step = max(1, chunk if chunk >= step else (step // max(chunk, 1)) * chunk)
+        blocks = []
+        for start in range(0, int(a.sizes["unit_id"]), step):
+            block = raw.rows(start, start + step) if raw is not None else None
+            if block is None:  # another layout or a missing chunk file: zarr reads it
+                block = np.asarray(a.isel(unit_id=slice(start, start + step)).values)
+            blocks.append(dense_to_csc(block))
+        return sp.hstack(blocks, format="csc") if blocks else sp.csc_matrix((h * w, 0), dtype=np.float32)
+
     def _traces(self, name: str, present: set[str], unit_ids: np.ndarray) -> np.ndarray | None:
         """Trace variable ``name`` ``(K, T)`` float32 in the order of ``unit_ids``, or ``None``."""
         if name not in present:
@@ -232,7 +266,10 @@ class MinianZarrReader:
                 fix="give Minian's own output",
             )
         try:
-            values = arr.transpose("unit_id", "frame").sel(unit_id=unit_ids).values
+            if np.array_equal(np.asarray(arr["unit_id"].values), unit_ids):
+                values = self._values(name, arr, ("unit_id", "frame"))
+            else:
+                values = arr.transpose("unit_id", "frame").sel(unit_id=unit_ids).values
         except KeyError:
             raise InputFormatError(
                 f"{name} lacks some units of A",
