@@ -37,6 +37,7 @@ __all__ = [
     "MovieFeed",
     "Prefetch",
     "chunk_copies",
+    "put_unless_stopped",
 ]
 
 #: Chunks of decoded frames waiting to be compressed (bounds memory; two keep both threads busy).
@@ -45,6 +46,20 @@ MOVIE_QUEUE_CHUNKS: Final = 2
 PREFETCH_MIB: Final = 256
 #: Size of one prefetched block, in bytes (at least one frame).
 PREFETCH_BLOCK_BYTES: Final = 8 << 20
+
+
+def put_unless_stopped(q: queue.Queue[Any], stop: threading.Event, item: Any) -> bool:
+    """Put ``item`` on the bounded queue ``q``, waiting while it is full, unless ``stop`` is set.
+
+    Returns whether the item was queued (``False``: the consumer stopped).
+    """
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
 
 
 class Prefetch:
@@ -87,13 +102,8 @@ class Prefetch:
                 close()
 
     def _put(self, item: Any) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
+        """Queue ``item`` unless stopped; return whether it was queued."""
+        return put_unless_stopped(self._queue, self._stop, item)
 
     def __iter__(self) -> Prefetch:
         return self
@@ -242,13 +252,7 @@ class MovieFeed:
 
     def _put(self, item: Any) -> bool:
         """Queue ``item`` unless stopped; return whether it was queued."""
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
+        return put_unless_stopped(self._queue, self._stop, item)
 
     def _run(self) -> None:
         # chunk-sized copies: a decoded block is released as soon as it is copied

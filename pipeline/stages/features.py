@@ -54,12 +54,39 @@ __all__ = [
     "has_raw_trace",
     "session_features",
     "spatial_features",
+    "trace_features",
 ]
 
 SPATIAL_FEATURE_NAMES = ("spatial_corr", "spatial_corr_min", "peak_contrast")
 
 #: Features measured on the raw trace's noise: NaN when the session has no raw trace.
 RAW_TRACE_FEATURES = ("peak_to_noise", "noise_sd")
+
+
+def trace_features(
+    transients: list[TransientResult], *, n_frames: int, fps: float, raw_trace: bool = True
+) -> dict[str, np.ndarray]:
+    """The per-unit features read off the transient detection, each ``(K,)``.
+
+    ``peak_to_noise``, ``skewness``, ``noise_sd`` (float64), ``n_transients`` (int32) and
+    ``transient_rate_per_min`` (per minute of the session's ``n_frames`` at ``fps`` Hz);
+    ``raw_trace=False`` makes the :data:`RAW_TRACE_FEATURES` NaN.
+    """
+    duration_min = n_frames / max(fps, 1e-9) / 60.0
+    n_tr = np.array([t.n_transients for t in transients], dtype=np.int32)
+    out: dict[str, np.ndarray] = {
+        "peak_to_noise": np.array([t.peak_to_noise for t in transients], dtype=np.float64),
+        "n_transients": n_tr,
+        "transient_rate_per_min": (n_tr / duration_min if duration_min > 0 else np.zeros(len(n_tr))).astype(
+            np.float64
+        ),
+        "skewness": np.array([t.skewness for t in transients], dtype=np.float64),
+        "noise_sd": np.array([t.noise_sd for t in transients], dtype=np.float64),
+    }
+    if not raw_trace:
+        for name in RAW_TRACE_FEATURES:
+            out[name] = np.full(len(n_tr), np.nan)
+    return out
 
 
 def has_raw_trace(c_raw_source: str) -> bool:
@@ -286,18 +313,7 @@ def session_features(
     out: dict[str, np.ndarray] = {}
     out.update(shape_features(A, dims, rel_threshold=shape_rel_threshold))
 
-    duration_min = C.shape[1] / fps / 60.0
-    n_tr = np.array([t.n_transients for t in transients], dtype=np.int32)
-    out["n_transients"] = n_tr
-    out["transient_rate_per_min"] = (n_tr / duration_min if duration_min > 0 else np.zeros(k)).astype(
-        np.float64
-    )
-    out["peak_to_noise"] = np.array([t.peak_to_noise for t in transients], dtype=np.float64)
-    out["skewness"] = np.array([t.skewness for t in transients], dtype=np.float64)
-    out["noise_sd"] = np.array([t.noise_sd for t in transients], dtype=np.float64)
-    if not raw_trace:
-        for name in RAW_TRACE_FEATURES:
-            out[name] = np.full(k, np.nan)
+    out.update(trace_features(transients, n_frames=C.shape[1], fps=fps, raw_trace=raw_trace))
 
     if clips is None:
         logger.info("no movie clips: spatial features set to NaN (not measured)")

@@ -38,10 +38,10 @@ from cellsift.pipeline.stages.clips import (
 )
 from cellsift.pipeline.stages.crops import session_crop_px
 from cellsift.pipeline.stages.features import (
-    RAW_TRACE_FEATURES,
     SpatialParams,
     has_raw_trace,
     spatial_features,
+    trace_features,
 )
 from cellsift.pipeline.stages.footprints import binarize, centroids, footprints_to_sparse, shape_features
 from cellsift.pipeline.stages.overlap import (
@@ -255,18 +255,9 @@ def cells_table(
     (:data:`~cellsift.pipeline.stages.features.RAW_TRACE_FEATURES`) NaN.
     """
     n_units = len(fp.unit_ids)
-    duration_min = n_frames / max(rec.fps, 1e-9) / 60.0
     cols: dict[str, Any] = {name: list(fp.shape[name]) for name in fp.shape}
-    cols["peak_to_noise"] = [t.peak_to_noise for t in transients]
-    cols["n_transients"] = [int(t.n_transients) for t in transients]
-    cols["transient_rate_per_min"] = [
-        t.n_transients / duration_min if duration_min else 0.0 for t in transients
-    ]
-    cols["skewness"] = [t.skewness for t in transients]
-    cols["noise_sd"] = [t.noise_sd for t in transients]
-    if not raw_trace:
-        for name in RAW_TRACE_FEATURES:
-            cols[name] = [float("nan")] * n_units
+    features = trace_features(transients, n_frames=n_frames, fps=rec.fps, raw_trace=raw_trace)
+    cols.update({name: values.tolist() for name, values in features.items()})
     for key in batch_features[0] if batch_features else []:
         cols[key] = [v for part in batch_features for v in part[key]]
     for key in ("spatial_corr", "spatial_corr_min", "peak_contrast"):
